@@ -1,0 +1,37 @@
+# Exercise-adherence virtual trials. `make run` and `make test` set everything up by themselves.
+SHELL := /bin/sh
+VENV  := .venv
+PY    := $(VENV)/bin/python
+SIM   := $(VENV)/bin/sim
+SCENARIO ?= scenarios/standard_prescription.yaml
+SIM_ARGS ?=
+
+.PHONY: run test venv scenarios clean help
+
+help:
+	@echo "make run        run the default scenario ($(SCENARIO)), print the summary, write figures"
+	@echo "make test       run the test suite"
+	@echo "make scenarios  run every scenario in scenarios/"
+	@echo "make clean      remove the venv and generated results"
+
+$(VENV)/.installed: pyproject.toml
+	@PYBIN=$$(./scripts/find-python.sh) || exit 1; \
+	  echo "using $$PYBIN"; \
+	  "$$PYBIN" -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $@
+
+venv: $(VENV)/.installed
+
+run: venv
+	$(SIM) run $(SCENARIO) $(SIM_ARGS)
+
+scenarios: venv
+	$(SIM) run scenarios/*.yaml $(SIM_ARGS)
+
+test: venv
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) results/*.db results/*.db-* results/figures

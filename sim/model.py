@@ -1,0 +1,142 @@
+"""The Mesa model: one arm of one virtual trial, one step per day.
+
+Participant state lives in numpy arrays owned by the model (`State`); `Participant` agents are thin
+views onto their row, so Mesa's AgentSet queries, DataCollector and batch_run all work, while a day
+is one vectorized update (`dynamics.daily_update`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mesa
+import numpy as np
+
+from sim import dynamics, parameters, population
+from sim.programme import NO_SUPPORT, ArmPlan, form_groups
+from sim.scenario import LoadedScenario, load
+
+
+class Participant(mesa.Agent):
+    """One simulated person: a view onto row `row` of the model's state arrays."""
+
+    def __init__(self, model: "AdherenceModel", row: int):
+        super().__init__(model)
+        self.row = row
+
+    def view(self) -> dict[str, float]:
+        """This person's current state, one value per state array."""
+        st = self.model.state
+        return {name: getattr(st, name)[self.row].item() for name in st.__dataclass_fields__}
+
+    @property
+    def severity(self) -> float:
+        return float(self.model.state.S[self.row])
+
+    @property
+    def enrolled(self) -> bool:
+        return bool(self.model.state.enrolled[self.row])
+
+    @property
+    def exercised_today(self) -> bool:
+        return bool(self.model.state.acted[self.row])
+
+    def reference_step(self, x, social, day, u, z) -> None:
+        """Advance this person one day with the scalar reference equations."""
+        m = self.model
+        dynamics.reference_update(m.state, self.row, x, float(social[self.row]), int(m.plan.sup_kind[self.row]),
+                                  day, u[self.row], float(z[self.row]), m.coef)
+
+
+class AdherenceModel(mesa.Model):
+    """One arm of a scenario run for weeks + follow_up_weeks days.
+
+    scenario: a LoadedScenario or a path to a scenario file; arm: the arm's name (default the first);
+    cohort: pre-drawn baseline traits (so arms of a replicate share people); rng: seed or Generator;
+    reference: use the per-agent reference update instead of the vectorized one (slow; for tests).
+    """
+
+    def __init__(self, scenario: LoadedScenario | str | Path = "scenarios/standard_prescription.yaml",
+                 arm: str | None = None, cohort: population.Cohort | None = None,
+                 rng=None, reference: bool = False):
+        super().__init__(rng=rng)
+        self.loaded = scenario if isinstance(scenario, LoadedScenario) else load(scenario)
+        sc = self.loaded.scenario
+        self.arm = arm or next(iter(sc.arms))
+        if self.arm not in sc.arms:
+            raise ValueError(f"arm {self.arm!r} is not in scenario {sc.name!r}; arms: {', '.join(sc.arms)}")
+        values = parameters.resolve(sc.parameters)
+        self.coef = dynamics.Coefficients(values, sc.outcomes.scale_max)
+        if cohort is None:
+            cohort = population.draw(sc.population, sc.outcomes, values["habit.rate"],
+                                     values["habit.rate_spread"], self.rng)
+        self.cohort, self.n = cohort, cohort.n
+        spec = sc.arms[self.arm]
+        self.plan = ArmPlan(self.loaded.arms[self.arm], spec.assign, spec.stage2, cohort.traits, sc.weeks,
+                            values["medication.effect"])
+        self.partner = np.full(self.n, -1)
+        self.group = np.full(self.n, -1)
+        self._next_group = form_groups(self.plan.sup_kind > NO_SUPPORT, self.plan.sup_kind, self.plan.class_size,
+                                       cohort.order, self.partner, self.group, 0)
+        self.state = dynamics.State.initial(cohort.traits, cohort.habit_rate, cohort.course, self.coef)
+        self.reference = reference
+        self.days, self.programme_days = sc.days, 7 * sc.weeks
+        weeks = sc.weeks + sc.follow_up_weeks
+        self.severity_weekly = np.empty((self.n, weeks + 1))
+        self.severity_weekly[:, 0] = self.state.S
+        self.minutes_weekly = np.zeros((self.n, weeks))
+        self.planned_count = np.zeros(self.n, dtype=int)  # prescribed programme sessions (ITT: dropouts too)
+        self.done_count = np.zeros(self.n, dtype=int)
+        self.end_of_programme: dynamics.State | None = None
+        self.daily = np.empty((self.days, 5))  # severity mean, sd, enrolled, exercising, minutes
+        Participant.create_agents(self, self.n, row=np.arange(self.n))
+        self.datacollector = mesa.DataCollector(model_reporters={
+            "severity_mean": lambda m: float(m.state.S.mean()),
+            "enrolled_share": lambda m: float(m.state.enrolled.mean()),
+            "exercising_share": lambda m: float(m.state.acted.mean()),
+        })
+
+    @property
+    def day(self) -> int:
+        """Days completed so far."""
+        return self.steps
+
+    def step(self) -> None:
+        """One day: stage-2 decisions, the design's inputs, one update of every participant, records."""
+        day = self.steps - 1  # Mesa has already counted this step
+        st, plan = self.state, self.plan
+        aug = plan.stage2_rows(day, st.S, st.S0)
+        if aug is not None:
+            aug &= st.enrolled
+            plan.augmented |= aug
+            plan.apply(plan.stage2.add, aug, start_day=day)
+            if plan.stage2.add.support is not None:
+                self._next_group = form_groups(aug, plan.sup_kind, plan.class_size, self.cohort.order,
+                                               self.partner, self.group, self._next_group)
+        x = plan.inputs(day, st.streak)
+        u = self.rng.random((self.n, dynamics.N_UNIFORMS))
+        z = self.rng.standard_normal(self.n)
+        social = dynamics.social_factor(st, plan.sup_kind, self.partner, self.group)
+        if self.reference:
+            self.agents.do("reference_step", x, social, day, u, z)
+        else:
+            dynamics.daily_update(st, x, social, plan.sup_kind, day, u, z, self.coef)
+        week = day // 7
+        self.minutes_weekly[:, week] += st.minutes_done
+        if day < self.programme_days:
+            self.planned_count += x.planned
+            self.done_count += st.acted
+        if day == self.programme_days - 1:
+            self.end_of_programme = st.copy()
+        if day % 7 == 6:
+            self.severity_weekly[:, week + 1] = st.S
+        self.daily[day] = (st.S.mean(), st.S.std(), st.enrolled.mean(), st.acted.mean(), st.minutes_done.mean())
+        self.datacollector.collect(self)
+        if self.steps >= self.days:
+            self.running = False
+
+    def run(self) -> "AdherenceModel":
+        """Run every day of the programme and follow-up."""
+        while self.running:
+            self.step()
+        return self

@@ -1,0 +1,180 @@
+"""Every model parameter, named once: default, plausible range, unit and source.
+
+Scenario files override parameters by dotted name (``intention.bias: -0.4``). The range is the
+plausible interval used for sweeps and for refusing nonsense; it is not a hard physical limit.
+docs/ODD.md lists the same table (a test keeps the two in step).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Mapping
+
+
+@dataclass(frozen=True)
+class Param:
+    """One model parameter with its documentation."""
+
+    name: str
+    default: float
+    low: float
+    high: float
+    unit: str
+    meaning: str
+    source: str
+
+
+_P = Param
+# Sources: SM21 = Smith & Merwin 2021 (seeds/000); L10 = Lally et al. 2010; H13 = Huys et al. 2013;
+# D05 = Dunn et al. 2005 (DOSE); B99 = Blumenthal et al. 1999; S16 = Stubbs et al. 2016;
+# PM01 = Posternak & Miller 2001. "guess" = reasoned guess, hand-tuned to the calibration targets.
+PARAMETERS: tuple[Param, ...] = (
+    # --- intention (log-odds of wanting to do today's planned session) ---
+    _P("intention.bias", 2.0, -3.0, 3.0, "logit", "baseline log-odds of intending a planned session",
+       "guess; tuned so ~80% of sessions are attended in supervised arms (S16 adherence)"),
+    _P("intention.w_expectancy", 2.0, 0.0, 5.0, "logit per reward unit",
+       "weight of expected session reward V", "guess; outcome expectancy drives intention (SM21)"),
+    _P("intention.w_efficacy", 2.0, 0.0, 5.0, "logit per unit E",
+       "weight of self-efficacy E", "guess; self-efficacy predicts PA maintenance (SM21)"),
+    _P("intention.w_habit", 1.0, 0.0, 4.0, "logit per unit H",
+       "weight of habit strength H on intention", "guess"),
+    _P("intention.w_priming", 0.8, 0.0, 3.0, "logit per unit priming",
+       "lift from motivational priming before a session", "guess; SM21 future directions"),
+    _P("intention.w_severity", 0.9, 0.0, 3.0, "logit per 10 symptom points",
+       "how much current severity lowers intention", "guess; severity predicts dropout (S16)"),
+    _P("intention.w_cost", 1.0, 0.0, 5.0, "logit per unit discomfort",
+       "how much the felt cost of a session lowers intention", "guess; motivation paradox (seeds/004)"),
+    # --- action ---
+    _P("action.habit_direct", 0.45, 0.0, 0.9, "probability",
+       "chance that a fully formed habit triggers the session without deliberation",
+       "guess; habit acts without intention (L10)"),
+    _P("action.control_floor", 0.55, 0.0, 1.0, "fraction",
+       "share of intention enacted at zero cognitive control",
+       "guess; executive function gates intention-behaviour (Hall & Fong 2007)"),
+    # --- effort and discomfort ---
+    _P("effort.reference_minutes", 30.0, 10.0, 60.0, "minutes",
+       "session length that counts as one unit of effort", "convention"),
+    _P("effort.reference_intensity", 0.5, 0.2, 0.9, "fraction of heart-rate reserve",
+       "intensity that counts as one unit of effort (moderate)", "convention (ACSM moderate = 40-59% HRR)"),
+    _P("effort.fitness_offset", 1.0, 0.1, 2.0, "fitness units",
+       "effort felt = load / (offset + fitness)", "guess"),
+    _P("effort.tolerance_window", 1.4, 0.2, 3.0, "effort units per unit distress tolerance",
+       "effort below D x window causes no discomfort (the window of tolerance)", "guess; SM21 affect regulation"),
+    _P("effort.tolerance_growth", 0.004, 0.0, 0.02, "per session",
+       "each completed session widens distress tolerance toward 1", "guess; graded exposure (SM21)"),
+    _P("support.class_base", 0.5, 0.0, 1.0, "fraction",
+       "share of a class's support that comes from the instructor, whoever else attends", "guess"),
+    # --- experienced reward and learning ---
+    _P("reward.mood_lift", 1.0, 0.0, 3.0, "reward units",
+       "mood lift of a completed session at full reward sensitivity", "guess; acute affect after exercise"),
+    _P("reward.discomfort_weight", 0.8, 0.0, 3.0, "reward units per unit discomfort",
+       "aversive weight of discomfort (not blunted by anhedonia)", "guess; H13 blunting acts on reward"),
+    _P("reward.social_value", 0.3, 0.0, 1.5, "reward units",
+       "social reward when my partner or class shows up", "guess"),
+    _P("learning.rate", 0.15, 0.01, 0.6, "per session",
+       "reward-prediction-error learning rate of V", "guess; H13 (learning rate intact in depression)"),
+    _P("learning.initial_expectancy", 0.4, -0.5, 1.5, "reward units",
+       "expected reward before the first session, times R0", "guess"),
+    # --- self-efficacy ---
+    _P("efficacy.initial", 0.45, 0.05, 0.95, "0..1", "self-efficacy at baseline", "guess"),
+    _P("efficacy.gain", 0.05, 0.0, 0.3, "per completed session",
+       "mastery: E rises by gain x (1 - E)", "guess; SM21, seeds/002"),
+    _P("efficacy.loss", 0.06, 0.0, 0.3, "per missed session",
+       "E falls by loss x E x (1 + severity amplifier)", "guess"),
+    _P("efficacy.severity_amplifier", 0.5, 0.0, 3.0, "per 10 symptom points",
+       "missed sessions hurt confidence more when severe", "guess; DESIGN.md"),
+    # --- habit ---
+    _P("habit.rate", 0.0444, 0.005, 0.2, "per repetition",
+       "median habit gain per repetition; 1-(1-rate)^66 = 0.95 gives L10's median of 66 days",
+       "L10"),
+    _P("habit.rate_spread", 0.6, 0.0, 1.5, "log-sd",
+       "between-person spread (lognormal) of the habit rate; 0.6 spans ~18-254 days", "L10 range 18-254"),
+    _P("habit.miss_decay", 0.02, 0.0, 0.2, "per missed planned session",
+       "habit lost on a missed planned day (one miss does not reset it)", "L10"),
+    _P("habit.idle_decay", 0.004, 0.0, 0.05, "per day without a session",
+       "slow forgetting on days without practice", "guess"),
+    # --- neuroplastic reserve and fitness ---
+    _P("plasticity.gain", 0.05, 0.0, 0.3, "per effort unit",
+       "rise of neuroplastic reserve P per unit of dose", "guess; BDNF/neuroplasticity (SM21)"),
+    _P("plasticity.decay", 0.033, 0.005, 0.2, "per day",
+       "decay of P without exercise (half-life ~21 days)", "guess; detraining of BDNF response"),
+    _P("plasticity.reward_sensitization", 0.35, 0.0, 1.0, "R units per unit P",
+       "reward sensitivity gained from P", "SM21 reward sensitization"),
+    _P("plasticity.control_gain", 0.15, 0.0, 0.6, "C units per unit P",
+       "cognitive control gained from P", "SM21: ES 0.24 on cognitive control"),
+    _P("fitness.gain", 0.004, 0.0, 0.03, "per effort unit", "fitness gained per unit dose", "guess"),
+    _P("fitness.detraining", 0.01, 0.0, 0.05, "per day",
+       "return of fitness toward its baseline", "guess"),
+    # --- self-management skills ---
+    _P("self_management.retention", 0.002, 0.0, 0.05, "per day",
+       "decay of trained self-regulation skill after training ends", "guess"),
+    # --- symptoms ---
+    _P("symptoms.relaxation_days", 14.0, 3.0, 60.0, "days",
+       "time constant of severity toward its target", "guess"),
+    _P("symptoms.natural_improvement", 0.22, 0.0, 0.5, "fraction of S0",
+       "eventual improvement from natural course and regression to the mean", "PM01: -12% at 4-12 weeks"),
+    _P("symptoms.course_spread", 0.25, 0.0, 0.6, "fraction of S0 (sd)",
+       "between-person spread of the natural improvement (some remit alone, some worsen)",
+       "guess; end-of-trial HAM-D SDs of 6-8 points"),
+    _P("symptoms.natural_days", 60.0, 10.0, 365.0, "days",
+       "time constant of the natural course", "PM01"),
+    _P("symptoms.contact_benefit", 0.2, 0.0, 0.5, "fraction",
+       "largest improvement from non-specific contact (attention, supervision)", "D05 flexibility arm -29%"),
+    _P("symptoms.contact_half", 1.0, 0.1, 5.0, "contacts per week",
+       "contact frequency giving half the contact benefit", "guess"),
+    _P("symptoms.contact_memory_days", 14.0, 3.0, 60.0, "days",
+       "memory of recent contact", "guess"),
+    _P("symptoms.plasticity_benefit", 0.35, 0.0, 0.8, "fraction",
+       "largest improvement from the neuroplastic pathway", "D05 public-health dose -47%"),
+    _P("symptoms.plasticity_half", 0.45, 0.05, 0.95, "P units",
+       "P giving half the plasticity benefit", "D05 low dose ~ control: a threshold"),
+    _P("symptoms.plasticity_hill", 4.0, 1.0, 8.0, "exponent",
+       "steepness of the dose threshold", "D05; SM21 150 min/week threshold"),
+    _P("symptoms.efficacy_benefit", 0.1, 0.0, 0.4, "fraction per unit E above baseline",
+       "improvement from gained self-efficacy (behavioural pathway)", "guess; SM21 Figure 1"),
+    _P("symptoms.noise_sd", 0.8, 0.0, 3.0, "symptom points per day", "daily fluctuation of severity", "guess"),
+    _P("symptoms.event_rate", 0.004, 0.0, 0.02, "per day",
+       "chance of a stressful life event", "guess (~1.5 a year)"),
+    _P("symptoms.event_size", 3.0, 0.0, 10.0, "symptom points",
+       "mean severity jump of a life event (exponential)", "guess"),
+    # --- medication ---
+    _P("medication.effect", 0.35, 0.0, 0.7, "fraction",
+       "largest improvement from an antidepressant taken as prescribed", "B99 sertraline ~ exercise at 16 weeks"),
+    _P("medication.onset_days", 7.0, 0.0, 42.0, "days", "lag before any drug effect", "guess; SSRI onset"),
+    _P("medication.build_days", 14.0, 2.0, 60.0, "days",
+       "time constant of the drug effect after the lag", "B99 fastest initial response"),
+    _P("medication.washout_days", 30.0, 5.0, 120.0, "days",
+       "decay of the drug effect after stopping", "guess; discontinuation"),
+    # --- dropout ---
+    _P("dropout.base", 0.025, 0.0, 0.1, "per missed planned session",
+       "dropout hazard of a single missed planned session at zero self-efficacy", "S16 18% by week 16"),
+    _P("dropout.streak", 0.6, 0.0, 3.0, "per extra consecutive miss",
+       "hazard multiplier growth with each consecutive miss", "guess; 'repeated misses end in dropout'"),
+)
+
+DEFAULTS: Mapping[str, float] = MappingProxyType({p.name: p.default for p in PARAMETERS})
+BY_NAME: Mapping[str, Param] = MappingProxyType({p.name: p for p in PARAMETERS})
+
+
+class ParameterError(ValueError):
+    """An override names an unknown parameter or a value outside its range."""
+
+    def __init__(self, name: str, value: object, allowed: str):
+        super().__init__(f"{name}: {value!r} ({allowed})")
+        self.name, self.value, self.allowed = name, value, allowed
+
+
+def resolve(overrides: Mapping[str, float] | None = None) -> dict[str, float]:
+    """Return the full parameter dict with validated overrides applied."""
+    values = dict(DEFAULTS)
+    for name, value in (overrides or {}).items():
+        if name not in BY_NAME:
+            raise ParameterError(name, value, "unknown parameter; see docs/ODD.md for the list")
+        p = BY_NAME[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ParameterError(name, value, "must be a number")
+        if not p.low <= value <= p.high:
+            raise ParameterError(name, value, f"allowed range {p.low} to {p.high}")
+        values[name] = float(value)
+    return values

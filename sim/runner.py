@@ -1,0 +1,79 @@
+"""Run a scenario's arms x replicates, with common random numbers across the arms of a replicate."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from sim import parameters, population, records
+from sim.model import AdherenceModel
+from sim.scenario import LoadedScenario
+
+
+@dataclass(frozen=True)
+class Task:
+    """One run: an arm of a scenario in one replicate."""
+
+    arm: str
+    replicate: int
+
+    def seed_label(self, scenario_seed: int) -> str:
+        return f"{scenario_seed}/{self.replicate}"
+
+
+def replicate_streams(seed: int, replicate: int) -> tuple[np.random.Generator, np.random.Generator]:
+    """Generators for the cohort and for the daily draws of one replicate (shared by all its arms)."""
+    cohort_ss, days_ss = np.random.SeedSequence(seed, spawn_key=(replicate,)).spawn(2)
+    return np.random.default_rng(cohort_ss), np.random.default_rng(days_ss)
+
+
+def build_model(loaded: LoadedScenario, arm: str, replicate: int, reference: bool = False) -> AdherenceModel:
+    """The model for one arm of one replicate, with that replicate's cohort and random stream."""
+    sc = loaded.scenario
+    values = parameters.resolve(sc.parameters)
+    cohort_rng, days_rng = replicate_streams(sc.seed, replicate)
+    cohort = population.draw(sc.population, sc.outcomes, values["habit.rate"], values["habit.rate_spread"],
+                             cohort_rng)
+    return AdherenceModel(loaded, arm=arm, cohort=cohort, rng=days_rng, reference=reference)
+
+
+def run_task(loaded: LoadedScenario, task: Task) -> records.RunRecords:
+    """Run one task to completion and return its records."""
+    start = time.perf_counter()
+    model = build_model(loaded, task.arm, task.replicate).run()
+    return records.from_model(model, task.replicate, task.seed_label(loaded.scenario.seed),
+                              time.perf_counter() - start)
+
+
+def tasks(loaded: LoadedScenario, replicates: int | None = None) -> list[Task]:
+    """All (arm, replicate) tasks of a scenario, replicate-major."""
+    n = replicates or loaded.scenario.replicates
+    return [Task(arm, r) for r in range(n) for arm in loaded.scenario.arms]
+
+
+class _Serial(Executor):
+    """In-process executor with the concurrent.futures interface (for debugging and tests)."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        f: Future = Future()
+        try:
+            f.set_result(fn(*args, **kwargs))
+        except BaseException as e:  # noqa: BLE001 - handed to the caller through the future
+            f.set_exception(e)
+        return f
+
+
+def make_executor(jobs: int) -> Executor:
+    """A serial executor for one job, else a process pool."""
+    return _Serial() if jobs <= 1 else ProcessPoolExecutor(max_workers=jobs)
+
+
+def run(loaded: LoadedScenario, todo: list[Task], executor: Executor) -> Iterator[records.RunRecords]:
+    """Submit the tasks and yield their records as they finish."""
+    futures = [executor.submit(run_task, loaded, t) for t in todo]
+    for f in as_completed(futures):
+        yield f.result()

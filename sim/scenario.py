@@ -1,0 +1,360 @@
+"""Scenario files: YAML validated with pydantic into a `Scenario`.
+
+Every error names the file, the field path, the bad value and what is allowed (`ScenarioError`).
+docs/scenarios.md documents each key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from sim import parameters
+
+TRAITS = ("reward_sensitivity", "cognitive_control", "baseline_severity", "distress_tolerance", "fitness")
+TraitName = Literal["reward_sensitivity", "cognitive_control", "baseline_severity", "distress_tolerance",
+                    "fitness"]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class ScenarioError(Exception):
+    """A scenario file that cannot be used; the message says where and why."""
+
+    def __init__(self, file: str | Path, field: str, value: Any, allowed: str):
+        self.file, self.field, self.value, self.allowed = str(file), field, value, allowed
+        where = f"{self.file}: {field}" if field else self.file
+        shown = "" if value is _MISSING else f": got {value!r}"
+        super().__init__(f"{where}{shown}; {allowed}")
+
+
+_MISSING = object()
+
+
+class Strict(BaseModel):
+    """Base for scenario sections: unknown keys are refused with the list of allowed ones."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = [k for k in data if k not in cls.model_fields]
+            if unknown:
+                raise ValueError(f"unknown key {unknown[0]!r}; allowed keys: {', '.join(cls.model_fields)}")
+        return data
+
+
+# ---------------------------------------------------------------- arm components
+class Prescription(Strict):
+    sessions_per_week: Annotated[int, Field(ge=1, le=7)] = 3
+    minutes: Annotated[float, Field(ge=5, le=180)] = 50
+    intensity: Annotated[float, Field(ge=0.1, le=1.0, description="fraction of heart-rate reserve")] = 0.6
+    modality: Literal["aerobic", "resistance", "mixed", "flexibility", "yoga"] = "aerobic"
+
+
+class Titration(Strict):
+    start_minutes: Annotated[float, Field(ge=1, le=60)] = 10
+    start_intensity: Annotated[float | None, Field(ge=0.1, le=1.0)] = None
+    weeks: Annotated[int, Field(ge=1, le=52)] = 6
+
+
+class Support(Strict):
+    kind: Literal["class", "partner"] = "class"
+    level: Fraction = 0.8
+    weeks: Annotated[int | None, Field(ge=1, le=104)] = None
+    fade_weeks: Annotated[int, Field(ge=0, le=52)] = 0
+    class_size: Annotated[int, Field(ge=2, le=50)] = 8
+
+
+class Priming(Strict):
+    strength: Annotated[float, Field(ge=0, le=3)] = 1.0
+    weeks: Annotated[int | None, Field(ge=1, le=104)] = None
+
+
+class RewardCues(Strict):
+    value: Annotated[float, Field(ge=0, le=2)] = 0.4
+    streak_bonus: Annotated[float, Field(ge=0, le=1)] = 0.5
+    weeks: Annotated[int | None, Field(ge=1, le=104)] = None
+    fade_weeks: Annotated[int, Field(ge=0, le=52)] = 0
+
+
+class SelfManagement(Strict):
+    weeks: Annotated[int, Field(ge=1, le=52)] = 8
+    skill: Annotated[float, Field(ge=0, le=0.6, description="cognitive control gained by the end")] = 0.15
+
+
+class Medication(Strict):
+    name: str = "antidepressant"
+    effect: Annotated[float | None, Field(ge=0, le=0.7)] = None
+    adherence: Fraction = 0.8
+    continue_after: bool = False
+
+
+class Contact(Strict):
+    sessions_per_week: Annotated[float, Field(gt=0, le=7)] = 1.0
+    weeks: Annotated[int | None, Field(ge=1, le=104)] = None
+
+
+COMPONENTS = ("prescription", "titration", "support", "priming", "reward_cues", "self_management",
+              "medication", "contact")
+
+
+class Components(Strict):
+    prescription: Prescription | None = None
+    titration: Titration | None = None
+    support: Support | None = None
+    priming: Priming | None = None
+    reward_cues: RewardCues | None = None
+    self_management: SelfManagement | None = None
+    medication: Medication | None = None
+    contact: Contact | None = None
+
+    def merged(self, other: "Components") -> "Components":
+        """Components of self with those set in other replacing them."""
+        return Components(**{k: getattr(other, k) or getattr(self, k) for k in COMPONENTS})
+
+
+class TraitRange(Strict):
+    below: float | None = None
+    above: float | None = None
+
+    @model_validator(mode="after")
+    def _some_bound(self) -> "TraitRange":
+        if self.below is None and self.above is None:
+            raise ValueError("give 'below', 'above' or both")
+        return self
+
+
+class AssignRule(Strict):
+    when: dict[TraitName, TraitRange]
+    add: Components
+
+
+class Stage2(Strict):
+    week: Annotated[int, Field(ge=1, le=104)]
+    min_improvement: Annotated[float, Field(ge=0, le=1)] = 0.25
+    add: Components
+
+
+class Arm(Components):
+    extends: str | None = None
+    assign: list[AssignRule] = []
+    stage2: Stage2 | None = None
+
+
+# ---------------------------------------------------------------- population and outcomes
+class TraitSpec(Strict):
+    mean: float
+    sd: Annotated[float, Field(gt=0)]
+    low: float | None = None
+    high: float | None = None
+
+
+DEFAULT_TRAITS = {
+    "reward_sensitivity": TraitSpec(mean=0.45, sd=0.18),
+    "cognitive_control": TraitSpec(mean=0.5, sd=0.18),
+    "baseline_severity": TraitSpec(mean=19.0, sd=4.0, low=14.0, high=35.0),
+    "distress_tolerance": TraitSpec(mean=0.5, sd=0.18),
+    "fitness": TraitSpec(mean=0.4, sd=0.15),
+}
+
+
+class Correlation(Strict):
+    between: tuple[TraitName, TraitName]
+    r: Annotated[float, Field(ge=-0.95, le=0.95)]
+
+
+class Subgroup(Strict):
+    name: str
+    share: Annotated[float, Field(gt=0, le=1)]
+    traits: dict[TraitName, TraitSpec] = {}
+
+
+class Population(Strict):
+    size: Annotated[int, Field(ge=2, le=200_000, description="participants per arm")] = 200
+    traits: dict[TraitName, TraitSpec] = {}
+    correlations: list[Correlation] = [
+        Correlation(between=("baseline_severity", "reward_sensitivity"), r=-0.3),
+        Correlation(between=("baseline_severity", "cognitive_control"), r=-0.25),
+    ]
+    subgroups: list[Subgroup] = []
+
+    @model_validator(mode="after")
+    def _shares(self) -> "Population":
+        total = sum(s.share for s in self.subgroups)
+        if self.subgroups and abs(total - 1.0) > 1e-6:
+            raise ValueError(f"subgroup shares must sum to 1, they sum to {total:g}")
+        return self
+
+    def trait_spec(self, trait: str, subgroup: Subgroup | None = None) -> TraitSpec:
+        """The spec of one trait, with a subgroup's override if it has one."""
+        if subgroup is not None and trait in subgroup.traits:
+            return subgroup.traits[trait]
+        return self.traits.get(trait, DEFAULT_TRAITS[trait])
+
+
+class Outcomes(Strict):
+    scale: str = "HAM-D-17"
+    scale_max: Annotated[float, Field(gt=0)] = 52
+    remission_threshold: Annotated[float, Field(ge=0)] = 7
+    response_reduction: Annotated[float, Field(gt=0, le=1)] = 0.5
+
+
+CHECK_METRICS = ("dropout_rate", "adherence_rate", "effect_size", "severity_change_pct", "response_rate",
+                 "remission_rate")
+
+
+class Check(Strict):
+    id: str
+    metric: Literal["dropout_rate", "adherence_rate", "effect_size", "severity_change_pct", "response_rate",
+                    "remission_rate"]
+    arm: str
+    reference: str | None = None
+    week: Annotated[int, Field(ge=0)]
+    accept: tuple[float, float]
+    source: str = ""
+
+
+class Scenario(Strict):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=80)]
+    description: str = ""
+    seed: Annotated[int, Field(ge=0)]
+    replicates: Annotated[int, Field(ge=1, le=100_000)] = 10
+    weeks: Annotated[int, Field(ge=1, le=104)]
+    follow_up_weeks: Annotated[int, Field(ge=0, le=156)] = 0
+    population: Population = Population()
+    outcomes: Outcomes = Outcomes()
+    arms: Annotated[dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_]+$")], Arm], Field(min_length=1)]
+    reference_arm: str | None = None
+    parameters: dict[str, float] = {}
+    checks: list[Check] = []
+
+    @property
+    def days(self) -> int:
+        return 7 * (self.weeks + self.follow_up_weeks)
+
+    @property
+    def reference(self) -> str:
+        return self.reference_arm or next(iter(self.arms))
+
+
+class LoadedScenario(BaseModel):
+    """A validated scenario with the text and hash of the file it came from."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    scenario: Scenario
+    path: str
+    text: str
+    sha256: str
+    arms: dict[str, Components]  # each arm with `extends` resolved
+
+
+def _loc(loc: tuple) -> str:
+    return ".".join(str(p) for p in loc if p not in ("function-after", "function-before"))
+
+
+def _value_at(data: Any, loc: tuple) -> Any:
+    for part in loc:
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        elif isinstance(data, (list, tuple)) and isinstance(part, int) and part < len(data):
+            data = data[part]
+        else:
+            return _MISSING
+    return data
+
+
+def _semantic_checks(s: Scenario) -> None:
+    """Cross-field rules pydantic cannot express per field; raise (field, value, allowed)."""
+    arm_names = list(s.arms)
+    if s.reference_arm is not None and s.reference_arm not in s.arms:
+        raise _Bad("reference_arm", s.reference_arm, f"must be one of the arms: {', '.join(arm_names)}")
+    for name, arm in s.arms.items():
+        if arm.extends is not None and arm.extends not in s.arms:
+            raise _Bad(f"arms.{name}.extends", arm.extends, f"must name another arm: {', '.join(arm_names)}")
+        if arm.stage2 is not None and arm.stage2.week > s.weeks:
+            raise _Bad(f"arms.{name}.stage2.week", arm.stage2.week, f"must fall in the programme (1-{s.weeks})")
+    for i, c in enumerate(s.checks):
+        for key in ("arm", "reference"):
+            val = getattr(c, key)
+            if val is not None and val not in s.arms:
+                raise _Bad(f"checks.{i}.{key}", val, f"must be one of the arms: {', '.join(arm_names)}")
+        if c.metric == "effect_size" and c.reference is None:
+            raise _Bad(f"checks.{i}.reference", None, "effect_size needs a reference arm")
+        if c.week > s.weeks + s.follow_up_weeks:
+            raise _Bad(f"checks.{i}.week", c.week, f"must be 0-{s.weeks + s.follow_up_weeks}")
+    try:
+        parameters.resolve(s.parameters)
+    except parameters.ParameterError as e:
+        raise _Bad(f"parameters.{e.name}", e.value, e.allowed) from None
+
+
+class _Bad(Exception):
+    def __init__(self, field: str, value: Any, allowed: str):
+        self.args_ = (field, value, allowed)
+
+
+def _resolve_extends(s: Scenario) -> dict[str, Components]:
+    resolved: dict[str, Components] = {}
+
+    def get(name: str, chain: tuple[str, ...]) -> Components:
+        if name in chain:
+            raise _Bad(f"arms.{name}.extends", s.arms[name].extends,
+                       f"arms extend each other in a cycle ({' -> '.join(chain + (name,))})")
+        if name not in resolved:
+            arm = s.arms[name]
+            own = Components(**{k: getattr(arm, k) for k in COMPONENTS})
+            resolved[name] = get(arm.extends, chain + (name,)).merged(own) if arm.extends else own
+        return resolved[name]
+
+    for name in s.arms:
+        get(name, ())
+    return resolved
+
+
+def parse(data: Any, file: str | Path = "<scenario>") -> tuple[Scenario, dict[str, Components]]:
+    """Validate already-parsed YAML data into a Scenario and its resolved arms."""
+    if not isinstance(data, dict):
+        raise ScenarioError(file, "", type(data).__name__, "the file must hold a mapping of keys (name, seed, ...)")
+    try:
+        s = Scenario.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = tuple(p for p in err["loc"] if p not in ("function-after", "function-before"))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "missing":
+            raise ScenarioError(file, _loc(loc), _MISSING, "required key is missing") from None
+        value = _value_at(data, loc)
+        raise ScenarioError(file, _loc(loc) or "(top level)", value, msg) from None
+    try:
+        _semantic_checks(s)
+        arms = _resolve_extends(s)
+    except _Bad as b:
+        raise ScenarioError(file, *b.args_) from None
+    return s, arms
+
+
+def load(path: str | Path) -> LoadedScenario:
+    """Read, parse and validate one scenario file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError(path, "", _MISSING, "file not found") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
+        raise ScenarioError(path, "", _MISSING, f"cannot read the file ({e.__class__.__name__})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ScenarioError(path, where, _MISSING, f"malformed YAML: {problem}") from None
+    scenario, arms = parse(data, path)
+    return LoadedScenario(scenario=scenario, path=str(path), text=text,
+                          sha256=hashlib.sha256(text.encode()).hexdigest(), arms=arms)
