@@ -25,18 +25,6 @@ class Cohort:
         return len(self.subgroup)
 
 
-def correlation_matrix(pop: Population) -> np.ndarray:
-    """The trait correlation matrix; refuses one that is not positive definite."""
-    corr = np.eye(len(TRAITS))
-    for c in pop.correlations:
-        i, j = TRAITS.index(c.between[0]), TRAITS.index(c.between[1])
-        corr[i, j] = corr[j, i] = c.r
-    if np.linalg.eigvalsh(corr).min() <= 0:
-        raise ValueError("population.correlations: the correlations are not jointly possible "
-                         "(the matrix is not positive definite)")
-    return corr
-
-
 def _bounds(trait: str, spec, outcomes: Outcomes) -> tuple[float, float]:
     top = outcomes.scale_max if trait == "baseline_severity" else 1.0
     low = 0.0 if spec.low is None else spec.low
@@ -48,7 +36,7 @@ def draw(pop: Population, outcomes: Outcomes, habit_rate: float, habit_spread: f
          rng: np.random.Generator) -> Cohort:
     """Draw pop.size people; each trait is a normal truncated to its bounds, coupled by a Gaussian copula."""
     n = pop.size
-    z = rng.multivariate_normal(np.zeros(len(TRAITS)), correlation_matrix(pop), size=n, method="cholesky")
+    z = rng.multivariate_normal(np.zeros(len(TRAITS)), pop.correlation_matrix(), size=n, method="cholesky")
     u = stats.norm.cdf(z)
     groups = pop.subgroups or [None]
     shares = np.array([g.share for g in pop.subgroups]) if pop.subgroups else np.array([1.0])

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import time
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Iterator
-
 import numpy as np
 
 from sim import parameters, population, records
@@ -70,10 +68,3 @@ class _Serial(Executor):
 def make_executor(jobs: int) -> Executor:
     """A serial executor for one job, else a process pool."""
     return _Serial() if jobs <= 1 else ProcessPoolExecutor(max_workers=jobs)
-
-
-def run(loaded: LoadedScenario, todo: list[Task], executor: Executor) -> Iterator[records.RunRecords]:
-    """Submit the tasks and yield their records as they finish."""
-    futures = [executor.submit(run_task, loaded, t) for t in todo]
-    for f in as_completed(futures):
-        yield f.result()

@@ -10,6 +10,7 @@ import hashlib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -189,6 +190,23 @@ class Population(Strict):
         total = sum(s.share for s in self.subgroups)
         if self.subgroups and abs(total - 1.0) > 1e-6:
             raise ValueError(f"subgroup shares must sum to 1, they sum to {total:g}")
+        return self
+
+    def correlation_matrix(self) -> np.ndarray:
+        """The trait correlation matrix (traits in TRAITS order)."""
+        corr = np.eye(len(TRAITS))
+        for c in self.correlations:
+            i, j = TRAITS.index(c.between[0]), TRAITS.index(c.between[1])
+            corr[i, j] = corr[j, i] = c.r
+        return corr
+
+    @model_validator(mode="after")
+    def _positive_definite(self) -> "Population":
+        if np.linalg.eigvalsh(self.correlation_matrix()).min() <= 1e-9:
+            raise ValueError("the correlations are not jointly possible (the matrix is not positive definite)")
+        for i, c in enumerate(self.correlations):
+            if c.between[0] == c.between[1]:
+                raise ValueError(f"correlation {i} pairs {c.between[0]} with itself")
         return self
 
     def trait_spec(self, trait: str, subgroup: Subgroup | None = None) -> TraitSpec:
