@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from sim import provenance
 from sim.records import DAILY_COLUMNS, RunRecords
@@ -122,18 +122,19 @@ class Store:
         except ArgumentError:
             raise StoreError(f"database URL {self.url!r} is malformed; expected e.g. sqlite:///results/sim.db "
                              "or postgresql+psycopg://user@host/db") from None
-        if u.get_backend_name() == "sqlite" and u.database not in (None, "", ":memory:"):
-            Path(u.database).parent.mkdir(parents=True, exist_ok=True)
         try:
+            if u.get_backend_name() == "sqlite" and u.database not in (None, "", ":memory:"):
+                Path(u.database).parent.mkdir(parents=True, exist_ok=True)
             self.engine = sa.create_engine(u, connect_args={"timeout": 60} if u.get_backend_name() == "sqlite" else {})
-        except (ImportError, SQLAlchemyError) as e:
+        except (ImportError, SQLAlchemyError, OSError, ValueError) as e:
             raise StoreError(f"cannot use database {self.url!r}: {e.__class__.__name__}: {e}") from None
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
             metadata.create_all(self.engine)
-        except OperationalError as e:
-            raise StoreError(f"cannot open database {self.url!r}: {e.orig}") from None
+        except (SQLAlchemyError, ValueError, OSError) as e:
+            reason = getattr(e, "orig", None) or e
+            raise StoreError(f"cannot open database {self.url!r}: {reason}") from None
 
     def add_scenario(self, loaded: LoadedScenario) -> int:
         """Id of the scenario text in the store, adding it if new."""

@@ -1,0 +1,157 @@
+"""`sim run` end to end: storage round-trip, resume without doubling, bad input refused with exit 2."""
+
+from __future__ import annotations
+
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from sim import cli, results, runner, scenario, store
+
+TINY = textwrap.dedent("""\
+    # Question: a tiny trial for tests
+    name: tiny
+    seed: 7
+    replicates: 2
+    weeks: 4
+    follow_up_weeks: 2
+    population: {size: 30}
+    arms:
+      usual_care: {}
+      exercise:
+        prescription: {sessions_per_week: 3, minutes: 30, intensity: 0.5}
+        support: {kind: partner}
+    checks:
+      - {id: some_dropout, metric: dropout_rate, arm: exercise, week: 4, accept: [0, 1]}
+    """)
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY)
+    return path
+
+
+def _counts(url: str) -> dict[str, int]:
+    eng = sa.create_engine(url)
+    with eng.connect() as c:
+        out = {t.name: c.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
+               for t in store.metadata.sorted_tables}
+    eng.dispose()
+    return out
+
+
+def _run(capsys, *args) -> tuple[int, str, str]:
+    code = cli.main(list(map(str, args)))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_run_stores_summarises_and_plots(tiny, tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    code, out, err = _run(capsys, "run", tiny, "--db", url, "--figures", tmp_path / "fig")
+    assert code == 0, err
+    assert "exercise" in out and "usual_care" in out and "g [95% CI" in out
+    assert "some_dropout" in out
+    assert (tmp_path / "fig" / "tiny_outcomes.png").stat().st_size > 10_000
+    counts = _counts(url)
+    assert counts["runs"] == 4  # 2 arms x 2 replicates
+    assert counts["participants"] == 4 * 30
+    assert counts["participant_weeks"] == 4 * 30 * 7  # weeks 0..6
+    assert counts["arm_days"] == 4 * 42
+
+
+def test_second_run_skips_finished_runs_and_adds_nothing(tiny, tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    assert _run(capsys, "run", tiny, "--db", url, "--figures", tmp_path)[0] == 0
+    before = _counts(url)
+    code, out, _ = _run(capsys, "run", tiny, "--db", url, "--figures", tmp_path)
+    assert code == 0 and "4 runs already stored" in out
+    after = _counts(url)
+    assert after == {**before, "batches": before["batches"] + 1}
+
+
+def test_more_replicates_runs_only_the_new_ones(tiny, tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    assert _run(capsys, "run", tiny, "--db", url, "--figures", tmp_path)[0] == 0
+    code, out, _ = _run(capsys, "run", tiny, "--db", url, "--figures", tmp_path, "--replicates", "3")
+    assert code == 0 and "4 runs already stored" in out
+    assert _counts(url)["runs"] == 6
+
+
+def test_stored_records_round_trip(tiny, tmp_path):
+    loaded = scenario.load(tiny)
+    db = store.Store(f"sqlite:///{tmp_path / 'r.db'}")
+    sid = db.add_scenario(loaded)
+    bid = db.start_batch(sid, 1)
+    rec = runner.run_task(loaded, runner.Task("exercise", 0))
+    db.save_run(store.run_key(loaded.sha256, "exercise", 0, rec.seed), sid, bid, rec)
+    back = results.scenario_results(db, loaded.sha256)
+    assert back.text == tiny.read_text()
+    p = back.participants.sort_values("pid").reset_index(drop=True)
+    for col in ("baseline_severity", "adherence", "dropout_day", "severity_end", "sessions_done"):
+        np.testing.assert_allclose(p[col].to_numpy(float), rec.participants[col].to_numpy(float), equal_nan=True)
+    w = back.weekly.sort_values(["pid", "week"]).reset_index(drop=True)
+    np.testing.assert_allclose(w.severity, rec.weekly.severity)
+    run = back.runs.iloc[0]
+    assert run.status == "done" and run.seed == "7/0" and run.code_version and "mesa" in run.packages
+
+
+def test_same_seed_same_stored_numbers(tiny, tmp_path, capsys):
+    frames = []
+    for name in ("a", "b"):
+        url = f"sqlite:///{tmp_path / name}.db"
+        assert _run(capsys, "run", tiny, "--db", url, "--figures", tmp_path)[0] == 0
+        eng = sa.create_engine(url)
+        frames.append(pd.read_sql(
+            "select r.arm, r.replicate, r.seed, w.pid, w.week, w.severity, w.minutes from participant_weeks w "
+            "join runs r on r.id = w.run_id order by r.arm, r.replicate, w.pid, w.week", eng))
+        eng.dispose()
+    pd.testing.assert_frame_equal(frames[0], frames[1])
+
+
+@pytest.mark.parametrize("content, expected", [
+    (None, "file not found"),
+    ("name: x\nseed: [1\n", "malformed YAML"),
+    (TINY.replace("weeks: 4", "weeks: 4\nwekks: 3"), "unknown key 'wekks'"),
+    (TINY.replace("sessions_per_week: 3", "sessions_per_week: 9"), "arms.exercise.prescription.sessions_per_week"),
+    (TINY.replace("seed: 7", "seed: seven"), "seed"),
+    (TINY.replace("exercise:\n", "exercise:\n    extends: nothing\n"), "arms.exercise.extends"),
+])
+def test_bad_scenario_exits_2_with_a_clear_message(tmp_path, capsys, content, expected):
+    path = tmp_path / "bad.yaml"
+    if content is not None:
+        path.write_text(content)
+    code, _, err = _run(capsys, "run", path, "--db", f"sqlite:///{tmp_path / 'r.db'}")
+    assert code == 2
+    assert "bad.yaml" in err and expected in err
+    assert "Traceback" not in err
+
+
+def test_bad_input_leaves_stored_results_alone(tiny, tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    assert _run(capsys, "run", tiny, "--db", url, "--figures", tmp_path)[0] == 0
+    before = _counts(url)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(TINY.replace("name: tiny", "name: other").replace("size: 30", "size: -1"))
+    code, _, err = _run(capsys, "run", tiny, bad, "--db", url)
+    assert code == 2 and "population.size" in err
+    assert _counts(url) == before
+
+
+def test_bad_database_url_exits_2(tiny, tmp_path, capsys):
+    code, _, err = _run(capsys, "run", tiny, "--db", "notaurl")
+    assert code == 2 and "notaurl" in err and "Traceback" not in err
+    code, _, err = _run(capsys, "run", tiny, "--db", f"sqlite:///{tmp_path}/no/such/dir/\0.db")
+    assert code == 2
+
+
+def test_bad_command_line_value_exits_2(tiny, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["run", str(tiny), "--replicates", "0"])
+    assert e.value.code == 2
+    assert "must be 1 or more" in capsys.readouterr().err
