@@ -120,18 +120,19 @@ def daily_update(s: State, x: DayInputs, social: np.ndarray, kind: np.ndarray, d
 
     # a completed session: reward, prediction-error learning, mastery, habit, exposure
     lift = p.reward_mood_lift * np.sqrt(np.minimum(1.0, x.minutes / p.effort_reference_minutes))
-    reward = R * lift - p.reward_discomfort_weight * discomfort + x.cue + p.reward_social_value * social
+    social_reward = p.reward_social_value * social * (x.support > 0)  # only while support is arranged
+    reward = R * lift - p.reward_discomfort_weight * discomfort + x.cue + social_reward
     s.V = np.where(acted, s.V + p.learning_rate * (reward - s.V), s.V)
     s.E = np.where(acted, s.E + p.efficacy_gain * (1.0 - s.E), s.E)
-    s.H = np.where(acted, s.H + s.habit_rate * (1.0 - s.H), s.H * (1.0 - p.habit_idle_decay))
+    s.H = np.where(acted, s.H + s.habit_rate * (1.0 - s.H),
+                   s.H * (1.0 - np.where(missed, p.habit_miss_decay, p.habit_idle_decay)))
     s.D = np.where(acted, s.D + p.effort_tolerance_growth * (1.0 - s.D), s.D)
     s.streak = np.where(acted, s.streak + 1, np.where(missed, 0, s.streak))
 
     # a missed planned session: confidence falls (more when severe), habit slips, dropout hazard
-    s.E = np.where(missed, s.E * (1.0 - p.efficacy_loss * (1.0 + p.efficacy_severity_amplifier * s.S / 10.0)),
-                   s.E)
+    loss = np.minimum(1.0, p.efficacy_loss * (1.0 + p.efficacy_severity_amplifier * s.S / 10.0))
+    s.E = np.where(missed, s.E * (1.0 - loss), s.E)
     s.E = np.clip(s.E, 0.0, 1.0)
-    s.H = np.where(missed, s.H * (1.0 - p.habit_miss_decay), s.H)
     s.misses = np.where(acted, 0, np.where(missed, s.misses + 1, s.misses))
     hazard = p.dropout_base * (1.0 + p.dropout_streak * (s.misses - 1)) * (1.0 - s.E)
     drop = missed & (u[:, U_DROP] < hazard)
@@ -193,19 +194,21 @@ def reference_update(s: State, i: int, x: DayInputs, social: float, kind: int, d
     missed = planned and not acted
     if acted:
         lift = p.reward_mood_lift * math.sqrt(min(1.0, minutes / p.effort_reference_minutes))
-        reward = R * lift - p.reward_discomfort_weight * discomfort + x.cue[i] + p.reward_social_value * social
+        social_reward = p.reward_social_value * social if arranged > 0 else 0.0
+        reward = R * lift - p.reward_discomfort_weight * discomfort + x.cue[i] + social_reward
         V += p.learning_rate * (reward - V)
         E += p.efficacy_gain * (1.0 - E)
         H += s.habit_rate[i] * (1.0 - H)
         D += p.effort_tolerance_growth * (1.0 - D)
         s.streak[i] += 1
         s.misses[i] = 0
+    elif missed:
+        H *= 1.0 - p.habit_miss_decay
     else:
         H *= 1.0 - p.habit_idle_decay
     if missed:
         s.streak[i] = 0
-        E = clip(E * (1.0 - p.efficacy_loss * (1.0 + p.efficacy_severity_amplifier * S / 10.0)), 0.0, 1.0)
-        H *= 1.0 - p.habit_miss_decay
+        E = clip(E * (1.0 - min(1.0, p.efficacy_loss * (1.0 + p.efficacy_severity_amplifier * S / 10.0))), 0.0, 1.0)
         s.misses[i] += 1
         if u[U_DROP] < p.dropout_base * (1.0 + p.dropout_streak * (s.misses[i] - 1)) * (1.0 - E):
             s.enrolled[i] = False

@@ -88,7 +88,10 @@ class AdherenceModel(mesa.Model):
         self.planned_count = np.zeros(self.n, dtype=int)  # prescribed programme sessions (ITT: dropouts too)
         self.done_count = np.zeros(self.n, dtype=int)
         self.end_of_programme: dynamics.State | None = None
-        self.daily = np.empty((self.days, 5))  # severity mean, sd, enrolled, exercising, minutes
+        out = sc.outcomes
+        self._response_factor, self._remission_at = 1.0 - out.response_reduction, out.remission_threshold
+        self.daily = np.empty((self.days + 1, 7))  # row 0 = baseline; columns as records.DAILY_COLUMNS
+        self._record_day(0)
         Participant.create_agents(self, self.n, row=np.arange(self.n))
         self.datacollector = mesa.DataCollector(model_reporters={
             "severity_mean": lambda m: float(m.state.S.mean()),
@@ -113,7 +116,7 @@ class AdherenceModel(mesa.Model):
             if plan.stage2.add.support is not None:
                 self._next_group = form_groups(aug, plan.sup_kind, plan.class_size, self.cohort.order,
                                                self.partner, self.group, self._next_group)
-        x = plan.inputs(day, st.streak)
+        x = plan.inputs(day, st.streak, st.enrolled)
         u = self.rng.random((self.n, dynamics.N_UNIFORMS))
         z = self.rng.standard_normal(self.n)
         social = dynamics.social_factor(st, plan.sup_kind, self.partner, self.group)
@@ -130,10 +133,16 @@ class AdherenceModel(mesa.Model):
             self.end_of_programme = st.copy()
         if day % 7 == 6:
             self.severity_weekly[:, week + 1] = st.S
-        self.daily[day] = (st.S.mean(), st.S.std(), st.enrolled.mean(), st.acted.mean(), st.minutes_done.mean())
+        self._record_day(day + 1)
         self.datacollector.collect(self)
         if self.steps >= self.days:
             self.running = False
+
+    def _record_day(self, row: int) -> None:
+        st = self.state
+        self.daily[row] = (st.S.mean(), st.S.std(ddof=1), st.enrolled.mean(), st.acted.mean(),
+                           st.minutes_done.mean(), np.mean(st.S <= self._response_factor * st.S0),
+                           np.mean(st.S <= self._remission_at))
 
     def run(self) -> "AdherenceModel":
         """Run every day of the programme and follow-up."""

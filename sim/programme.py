@@ -111,8 +111,12 @@ class ArmPlan:
         improvement = 1.0 - severity / np.maximum(baseline, 1e-9)
         return improvement < self.stage2.min_improvement
 
-    def inputs(self, day: int, streak: np.ndarray) -> DayInputs:
-        """The design's inputs to every participant on this day (0-based)."""
+    def inputs(self, day: int, streak: np.ndarray, enrolled: np.ndarray) -> DayInputs:
+        """The design's inputs to every participant on this day (0-based).
+
+        Those who dropped out get no programme services (support, contact, skills training); a
+        medication prescription is separate from the exercise programme and continues.
+        """
         in_prog = day < self.programme_days
         planned = PATTERN[self.rx_spw, day % 7]
         frac = np.clip((day - self.tit_from) / np.maximum(self.tit_days, 1), 0.0, 1.0)
@@ -122,13 +126,13 @@ class ArmPlan:
         intensity = np.where(titrating, start_int + (self.rx_int - start_int) * frac, self.rx_int)
         if not in_prog:  # follow-up: each person keeps the full prescription as their own plan
             minutes, intensity = self.rx_min, self.rx_int
-        support = self.sup_level * _faded(day, self.sup_from, self.sup_days, self.sup_fade) * in_prog
+        support = self.sup_level * _faded(day, self.sup_from, self.sup_days, self.sup_fade) * in_prog * enrolled
         priming = self.prime * _active(day, self.prime_from, self.prime_days) * in_prog
         cue = self.cue * _faded(day, self.cue_from, self.cue_days, self.cue_fade) * in_prog
         cue = cue * (1.0 + self.cue_streak * np.minimum(streak, 7) / 7.0)
-        training = _active(day, self.sm_from, self.sm_days) & in_prog
+        training = _active(day, self.sm_from, self.sm_days) & in_prog & enrolled
         med = self.med_on & (in_prog | self.med_continue) & (day >= self.med_from)
-        contact = self.contact_rate / 7.0 * _active(day, self.contact_from, self.contact_days) * in_prog
+        contact = self.contact_rate / 7.0 * _active(day, self.contact_from, self.contact_days) * in_prog * enrolled
         return DayInputs(planned=planned, minutes=minutes, intensity=intensity, support=support,
                          priming=priming, cue=cue, skill_target=np.where(training, self.sm_skill, 0.0),
                          skill_rate=np.where(training, self.sm_skill / np.maximum(self.sm_days, 1), 0.0),
@@ -161,6 +165,10 @@ def matches(when: dict[str, TraitRange], traits: dict[str, np.ndarray]) -> np.nd
 def form_groups(rows: np.ndarray, kind: np.ndarray, class_size: np.ndarray, order: np.ndarray,
                 partner: np.ndarray, group: np.ndarray, next_group: int) -> int:
     """Pair partners and fill classes among `rows`, in the cohort's random order; returns next group id."""
+    old = partner[rows & (partner >= 0)]
+    partner[old[np.isin(partner[old], np.flatnonzero(rows))]] = -1  # re-pairing leaves no one-sided ties
+    partner[rows] = -1
+    group[rows] = -1
     for k in (PARTNER, CLASS):
         members = order[(rows & (kind == k))[order]]
         if k == PARTNER:
