@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from sim.scenario import TRAITS, Outcomes, Population
+from sim.scenario import DEFAULT_TRAITS, TRAITS, Outcomes, Population
 
 
 @dataclass(frozen=True)
@@ -26,10 +26,12 @@ class Cohort:
 
 
 def _bounds(trait: str, spec, outcomes: Outcomes) -> tuple[float, float]:
+    """A spec's bounds; unset ones fall back to the default spec's, then to the scale's."""
+    default = DEFAULT_TRAITS[trait]
     top = outcomes.scale_max if trait == "baseline_severity" else 1.0
-    low = 0.0 if spec.low is None else spec.low
-    high = top if spec.high is None else spec.high
-    return low, high
+    low = next((v for v in (spec.low, default.low) if v is not None), 0.0)
+    high = next((v for v in (spec.high, default.high) if v is not None), top)
+    return low, min(high, top)
 
 
 def draw(pop: Population, outcomes: Outcomes, habit_rate: float, habit_spread: float,

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError, model_validator
 
 from sim import parameters
 
@@ -152,8 +152,14 @@ class Arm(Components):
 class TraitSpec(Strict):
     mean: float
     sd: Annotated[float, Field(gt=0)]
-    low: float | None = None
+    low: float | None = None  # unset: the default spec's bound, else the scale's
     high: float | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "TraitSpec":
+        if self.low is not None and self.high is not None and self.low >= self.high:
+            raise ValueError(f"low ({self.low:g}) must be below high ({self.high:g})")
+        return self
 
 
 DEFAULT_TRAITS = {
@@ -187,6 +193,9 @@ class Population(Strict):
 
     @model_validator(mode="after")
     def _shares(self) -> "Population":
+        names = [s.name for s in self.subgroups]
+        if len(set(names)) != len(names):
+            raise ValueError(f"subgroup names must be unique, got {names}")
         total = sum(s.share for s in self.subgroups)
         if self.subgroups and abs(total - 1.0) > 1e-6:
             raise ValueError(f"subgroup shares must sum to 1, they sum to {total:g}")
@@ -237,6 +246,12 @@ class Check(Strict):
     accept: tuple[float, float]
     source: str = ""
 
+    @model_validator(mode="after")
+    def _band(self) -> "Check":
+        if self.accept[0] > self.accept[1]:
+            raise ValueError(f"accept must be [low, high], got [{self.accept[0]:g}, {self.accept[1]:g}]")
+        return self
+
 
 class Scenario(Strict):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=80)]
@@ -249,7 +264,7 @@ class Scenario(Strict):
     outcomes: Outcomes = Outcomes()
     arms: Annotated[dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_]+$")], Arm], Field(min_length=1)]
     reference_arm: str | None = None
-    parameters: dict[str, float] = {}
+    parameters: dict[str, StrictFloat | StrictInt] = {}
     checks: list[Check] = []
 
     @property
@@ -317,6 +332,17 @@ class _Bad(Exception):
         self.args_ = (field, value, allowed)
 
 
+def _sessions_needed(s: Scenario, arms: dict[str, Components]) -> None:
+    """Titration, support, priming and cues act on sessions: the arm must prescribe some."""
+    for name, arm in arms.items():
+        if arm.prescription is not None or any(r.add.prescription for r in s.arms[name].assign):
+            continue
+        for comp in ("titration", "support", "priming", "reward_cues"):
+            if getattr(arm, comp) is not None:
+                raise _Bad(f"arms.{name}.{comp}", _MISSING, "acts on exercise sessions, so the arm needs a "
+                           "prescription (its own, through extends, or from an assign rule)")
+
+
 def _resolve_extends(s: Scenario) -> dict[str, Components]:
     resolved: dict[str, Components] = {}
 
@@ -347,11 +373,12 @@ def parse(data: Any, file: str | Path = "<scenario>") -> tuple[Scenario, dict[st
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "missing":
             raise ScenarioError(file, _loc(loc), _MISSING, "required key is missing") from None
-        value = _value_at(data, loc)
+        value = _MISSING if msg.startswith("unknown key") else _value_at(data, loc)
         raise ScenarioError(file, _loc(loc) or "(top level)", value, msg) from None
     try:
         _semantic_checks(s)
         arms = _resolve_extends(s)
+        _sessions_needed(s, arms)
     except _Bad as b:
         raise ScenarioError(file, *b.args_) from None
     return s, arms
