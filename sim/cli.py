@@ -1,17 +1,14 @@
-"""The `sim` command line: a thin layer over scenario loading, the runner, the store and the reports."""
+"""The `sim` command line: a thin layer over scenarios, batches, the store, summaries and plots."""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import shlex
 import sys
-import traceback
-from concurrent.futures import as_completed
 from pathlib import Path
 
-from tqdm import tqdm
-
-from sim import metrics, plots, provenance, results, runner, store
+from sim import batch, plots, provenance, results, runner, store, summary
 from sim.scenario import LoadedScenario, ScenarioError, load
 
 EXIT_BAD_INPUT = 2
@@ -36,12 +33,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sim", description="Virtual trials of exercise adherence in depression.")
     parser.add_argument("--version", action="version", version=f"sim {provenance.code_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
+    db_help = f"SQLAlchemy URL of the results store (default $SIM_DB_URL, else {store.DEFAULT_URL})"
+
     run = sub.add_parser("run", help="run scenarios' arms x replicates, store, summarise and plot")
     run.add_argument("scenarios", nargs="+", type=Path, help="scenario YAML files")
     run.add_argument("--replicates", type=_positive, help="replicate trials per arm (default: the scenario's)")
-    run.add_argument("--jobs", type=_positive, default=1, help="worker processes (default 1)")
-    run.add_argument("--db", help=f"SQLAlchemy URL of the results store (default $SIM_DB_URL or {store.DEFAULT_URL})")
+    run.add_argument("--jobs", type=_positive, default=1, help="parallel workers (default 1)")
+    run.add_argument("--executor", choices=runner.EXECUTORS, default="processes",
+                     help="where runs execute: in this process, local processes (default), or Dask distributed")
+    run.add_argument("--scheduler", help="address of an existing Dask scheduler, e.g. tcp://10.0.0.5:8786 "
+                                         "(implies --executor dask)")
+    run.add_argument("--db", help=db_help)
+    run.add_argument("--record", choices=store.RECORD_OPTIONS, action="append", default=[],
+                     help="also store the per-participant weekly panel (severity and minutes every week)")
     run.add_argument("--figures", type=Path, default=Path("results/figures"), help="folder for figures")
+    run.add_argument("--allow-changed", action="store_true",
+                     help="run a scenario file even though it changed since its last batch was interrupted")
+
+    exp = sub.add_parser("export", help="write stored results as parquet or csv files")
+    exp.add_argument("--db", help=db_help)
+    exp.add_argument("--format", choices=("parquet", "csv"), default="parquet")
+    exp.add_argument("--out", type=Path, required=True, help="folder to write into")
+    exp.add_argument("--scenario", help="only this scenario (name or text hash)")
     return parser
 
 
@@ -49,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `sim` console script."""
     args = build_parser().parse_args(argv)
     try:
-        return {"run": cmd_run}[args.command](args)
+        return {"run": cmd_run, "export": cmd_export}[args.command](args)
     except (BadInput, ScenarioError, store.StoreError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -59,92 +72,60 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """`sim run`: every scenario is validated before anything runs."""
+    """`sim run`: every scenario and the database are checked before anything runs."""
     loaded = [load(p) for p in args.scenarios]
     names = [ls.scenario.name for ls in loaded]
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
         raise BadInput(f"two scenario files share the name {dup!r}; names must be unique within one run")
     db = store.Store(args.db)
-    failures = 0
-    with runner.make_executor(args.jobs) as executor:
+    if not args.allow_changed:
         for ls in loaded:
-            failures += _run_scenario(ls, db, executor, args)
+            if (row := db.unfinished_other_text(ls)) is not None:
+                raise BadInput(
+                    f"{ls.path}: the scenario changed on disk since batch {row.id} (started "
+                    f"{row.started_at:%Y-%m-%d %H:%M} UTC from {row.path}, text sha256 {row.sha256[:10]}) was "
+                    "interrupted; restore the file "
+                    "to resume that batch, or pass --allow-changed to run the changed scenario as new runs")
+    kind = "dask" if args.scheduler else args.executor
+    command = shlex.join(["sim", *(sys.argv[1:] if sys.argv and sys.argv[0].endswith("sim") else [])])
+    failures = 0
+    try:
+        pool = runner.executor(kind, args.jobs, args.scheduler)
+        with pool as ex:
+            for ls in loaded:
+                failures += _run_one(ls, db, ex, args, kind, command)
+    except OSError as e:  # e.g. a Dask scheduler that cannot be reached
+        raise BadInput(f"executor {kind!r} could not start: {e}") from None
     return 1 if failures else 0
 
 
-def _run_scenario(ls: LoadedScenario, db: store.Store, executor, args) -> int:
+def _run_one(ls: LoadedScenario, db: store.Store, ex, args, kind: str, command: str) -> int:
     sc = ls.scenario
     reps = args.replicates or sc.replicates
-    scenario_id = db.add_scenario(ls)
-    batch_id = db.start_batch(scenario_id, reps)
-    todo = runner.tasks(ls, reps)
-    keys = {t: store.run_key(ls.sha256, t.arm, t.replicate, t.seed_label(sc.seed)) for t in todo}
-    done = db.done_keys(list(keys.values()))
-    pending = [t for t in todo if keys[t] not in done]
     print(f"\n== {sc.name} ({ls.path}): {len(sc.arms)} arms x {reps} replicates x {sc.population.size} "
-          f"participants, {sc.weeks} + {sc.follow_up_weeks} weeks; {len(todo) - len(pending)} runs already stored")
-    failures = 0
-    futures = {executor.submit(runner.run_task, ls, t): t for t in pending}
-    bar = tqdm(total=len(pending), desc=sc.name, unit="run", disable=None, dynamic_ncols=True)
-    for fut in as_completed(futures):
-        t = futures[fut]
-        try:
-            rec = fut.result()
-        except Exception as e:  # noqa: BLE001 - a failed run is stored as failed and reported
-            failures += 1
-            db.save_failure(keys[t], scenario_id, batch_id, t.arm, t.replicate, t.seed_label(sc.seed),
-                            "".join(traceback.format_exception_only(e)).strip())
-            bar.set_postfix(failed=failures)
-        else:
-            db.save_run(keys[t], scenario_id, batch_id, rec)
-        bar.update()
-    bar.close()
-    db.finish_batch(batch_id)
-    if failures:
-        print(f"{failures} runs failed; their errors are stored in the runs table (status 'failed').",
-              file=sys.stderr)
+          f"participants, {sc.weeks} + {sc.follow_up_weeks} weeks", flush=True)
+    out = batch.run_batch(ls, db, ex, reps, panel=bool(args.record), command=command, executor_name=kind)
+    print(f"batch {out.batch_id}: {out.total - out.skipped} runs now, {out.skipped} already stored, "
+          f"{out.failed} failed; {out.wall_seconds:.1f} s, {100 * out.store_share:.1f}% of it writing to the store")
+    if out.failed:
+        print(f"{out.failed} runs failed; their errors are in the runs table (status 'failed'); "
+              "run the same command again to retry them", file=sys.stderr)
     res = results.scenario_results(db, ls.sha256, reps)
-    _summarise(ls, res, reps, db.url, args.figures)
-    return failures
+    print()
+    print(summary.summary_text(sc, res))
+    if not res.daily.empty:
+        footer = (f"scenario {sc.name} (sha256 {ls.sha256[:10]}), seed {sc.seed}, {reps} replicates x "
+                  f"{sc.population.size}/arm, sim {provenance.code_version()}, {dt.date.today().isoformat()}")
+        fig = plots.outcome_curves(res.daily, sc.weeks, sc.outcomes.scale, footer, list(sc.arms))
+        paths = plots.save(fig, args.figures / f"{sc.name}_outcomes")
+        print(f"\nresults: {db.url} (batch {out.batch_id})\nfigure:  {paths[0]} (and .svg)")
+    return out.failed
 
 
-def _pct(v: float) -> str:
-    return "   -" if v != v else f"{100 * v:5.1f}"
-
-
-def _summarise(ls: LoadedScenario, res: results.ScenarioResults, reps: int, url: str, figures: Path) -> None:
-    sc = ls.scenario
-    if res.participants.empty:
-        print("no finished runs to summarise")
-        return
-    version = provenance.code_version()
-    ends = [(sc.weeks, "end of programme")]
-    if sc.follow_up_weeks:
-        ends.append((sc.weeks + sc.follow_up_weeks, "end of follow-up"))
-    for week, label in ends:
-        trials = metrics.trial_metrics(res.participants, res.weekly, sc.outcomes, sc.reference, week)
-        table = metrics.across_replicates(trials, list(sc.arms))
-        print(f"\n{sc.name}: week {week} ({label}); means over {reps} replicate trials; "
-              f"severity on {sc.outcomes.scale}; g against '{sc.reference}' (positive = fewer symptoms)")
-        print(f"{'arm':<24}{'n':>6}{'adher%':>8}{'drop%':>7}{'change':>8}{'chg%':>7}{'resp%':>7}{'remit%':>7}"
-              f"{'>=150%':>7}  {'g [95% CI of one trial]':<24}{'g 95% over reps':<16}{'power':>6}")
-        for _, r in table.iterrows():
-            g = "reference" if r.arm == sc.reference else f"{r.g:5.2f} [{r.g_low:5.2f}, {r.g_high:5.2f}]"
-            spread = "" if r.arm == sc.reference else f"{r['g_p2.5']:5.2f} to {r['g_p97.5']:5.2f}"
-            power = "" if r.arm == sc.reference else _pct(r.power)
-            print(f"{r.arm:<24}{r.n:6.0f}{_pct(r.adherence):>8}{_pct(r.dropout):>7}{r.change:8.1f}{r.change_pct:7.1f}"
-                  f"{_pct(r.response):>7}{_pct(r.remission):>7}{_pct(r.meets_guideline):>7}  {g:<24}{spread:<16}"
-                  f"{power:>6}")
-    if sc.checks:
-        checks = metrics.evaluate_checks(sc.checks, res.participants, res.weekly, sc.outcomes, sc.reference)
-        print("\nplausibility against published findings (mean over replicates [95% of replicates]):")
-        for _, c in checks.iterrows():
-            verdict = "ok " if c.passed else "OFF"
-            print(f"  {verdict} {c.id:<28} {c.metric} {c.arm} week {c.week}: {c['mean']:.3f} "
-                  f"[{c['p2.5']:.3f}, {c['p97.5']:.3f}]  accept {c.accept}  ({c.source})")
-    footer = (f"scenario {sc.name} (sha256 {ls.sha256[:10]}), seed {sc.seed}, {reps} replicates x "
-              f"{sc.population.size}/arm, sim {version}, {dt.date.today().isoformat()}")
-    fig = plots.outcome_curves(res.weekly, sc.weeks, sc.outcomes.scale, footer, list(sc.arms))
-    paths = plots.save(fig, figures / f"{sc.name}_outcomes")
-    print(f"\nresults: {url}\nfigure:  {paths[0]} (and .svg)")
+def cmd_export(args: argparse.Namespace) -> int:
+    """`sim export`: runs and record tables as files."""
+    db = store.Store(args.db)
+    for path in results.export(db, args.out, args.format, args.scenario):
+        print(path)
+    return 0

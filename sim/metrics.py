@@ -15,46 +15,55 @@ from sim.scenario import Check, Outcomes
 GUIDELINE_MINUTES = 150.0
 
 
-def hedges_g(arm: np.ndarray, reference: np.ndarray) -> tuple[float, float, float]:
-    """Hedges g of reference minus arm (positive = arm better) with its 95% CI (Hedges & Olkin)."""
-    a, b = np.asarray(arm, float), np.asarray(reference, float)
-    na, nb = len(a), len(b)
-    if na < 2 or nb < 2:
+def hedges_g_from_stats(mean_arm: float, sd_arm: float, n_arm: int, mean_ref: float, sd_ref: float,
+                        n_ref: int) -> tuple[float, float, float]:
+    """Hedges g of reference minus arm (positive = arm better) with its 95% CI (Hedges & Olkin 1985)."""
+    if n_arm < 2 or n_ref < 2:
         return (np.nan, np.nan, np.nan)
-    pooled = np.sqrt(((na - 1) * a.var(ddof=1) + (nb - 1) * b.var(ddof=1)) / (na + nb - 2))
-    if pooled == 0:
+    pooled = np.sqrt(((n_arm - 1) * sd_arm**2 + (n_ref - 1) * sd_ref**2) / (n_arm + n_ref - 2))
+    if not pooled > 0:
         return (np.nan, np.nan, np.nan)
-    g = (b.mean() - a.mean()) / pooled * (1 - 3 / (4 * (na + nb) - 9))
-    se = np.sqrt((na + nb) / (na * nb) + g**2 / (2 * (na + nb)))
+    g = (mean_ref - mean_arm) / pooled * (1 - 3 / (4 * (n_arm + n_ref) - 9))
+    se = np.sqrt((n_arm + n_ref) / (n_arm * n_ref) + g**2 / (2 * (n_arm + n_ref)))
     return (g, g - 1.96 * se, g + 1.96 * se)
 
 
-def severity_at(weekly: pd.DataFrame, week: int) -> pd.DataFrame:
-    """Per participant: baseline severity and severity at the end of `week`."""
-    base = weekly[weekly.week == 0][["arm", "replicate", "pid", "severity"]].rename(columns={"severity": "s0"})
-    now = weekly[weekly.week == week][["arm", "replicate", "pid", "severity"]]
-    return base.merge(now, on=["arm", "replicate", "pid"])
+def hedges_g(arm: np.ndarray, reference: np.ndarray) -> tuple[float, float, float]:
+    """Hedges g with 95% CI from two samples of severity (positive = arm lower)."""
+    a, b = np.asarray(arm, float), np.asarray(reference, float)
+    sd = lambda x: x.std(ddof=1) if len(x) > 1 else np.nan  # noqa: E731
+    return hedges_g_from_stats(a.mean(), sd(a), len(a), b.mean(), sd(b), len(b))
 
 
-def trial_metrics(participants: pd.DataFrame, weekly: pd.DataFrame, outcomes: Outcomes, reference: str,
+def trial_metrics(participants: pd.DataFrame, daily: pd.DataFrame, outcomes: Outcomes, reference: str,
                   week: int) -> pd.DataFrame:
-    """One row per arm and replicate trial: dropout, adherence, change, response, remission, g vs reference."""
-    sev = severity_at(weekly, week).merge(participants, on=["arm", "replicate", "pid"])
+    """One row per arm and replicate trial at the end of `week`: dropout, adherence, change, response,
+    remission, share meeting 150 min/week, Hedges g and Welch p against the reference arm."""
+    at = daily[daily.day == 7 * week].set_index(["arm", "replicate"])
+    base = daily[daily.day == 0].set_index(["arm", "replicate"])
+    size = participants.groupby(["arm", "replicate"]).size()
     rows = []
-    for (arm, rep), d in sev.groupby(["arm", "replicate"], sort=False):
-        ref = sev[(sev.arm == reference) & (sev.replicate == rep)]
-        g, lo, hi = hedges_g(d.severity.values, ref.severity.values) if arm != reference else (np.nan,) * 3
-        p = stats.ttest_ind(d.severity, ref.severity, equal_var=False).pvalue if arm != reference else np.nan
+    for (arm, rep), d in participants.groupby(["arm", "replicate"], sort=False):
+        if (arm, rep) not in at.index:
+            continue
+        now, b0, n = at.loc[(arm, rep)], base.loc[(arm, rep)], len(d)
+        g = lo = hi = p = np.nan
+        if arm != reference and (reference, rep) in at.index:
+            ref = at.loc[(reference, rep)]
+            n_ref = int(size.get((reference, rep), 0))
+            g, lo, hi = hedges_g_from_stats(now.severity_mean, now.severity_sd, n, ref.severity_mean,
+                                            ref.severity_sd, n_ref)
+            p = stats.ttest_ind_from_stats(now.severity_mean, now.severity_sd, n, ref.severity_mean,
+                                           ref.severity_sd, n_ref, equal_var=False).pvalue
         planned = d.sessions_planned.sum()
         rows.append({
-            "arm": arm, "replicate": rep, "week": week, "n": len(d),
+            "arm": arm, "replicate": rep, "week": week, "n": n,
             "dropout": float((d.dropout_day <= 7 * week).mean()),
             "adherence": d.sessions_done.sum() / planned if planned > 0 else np.nan,
-            "baseline": d.s0.mean(), "severity": d.severity.mean(),
-            "change": d.severity.mean() - d.s0.mean(),
-            "change_pct": 100 * (d.severity.mean() / d.s0.mean() - 1),
-            "response": float((d.severity <= (1 - outcomes.response_reduction) * d.s0).mean()),
-            "remission": float((d.severity <= outcomes.remission_threshold).mean()),
+            "baseline": b0.severity_mean, "severity": now.severity_mean,
+            "change": now.severity_mean - b0.severity_mean,
+            "change_pct": 100 * (now.severity_mean / b0.severity_mean - 1),
+            "response": now.response_share, "remission": now.remission_share,
             "meets_guideline": float((d.minutes_per_week_programme >= GUIDELINE_MINUTES).mean()),
             "g": g, "g_low": lo, "g_high": hi, "p": p,
         })
@@ -83,12 +92,12 @@ CHECK_COLUMN = {"dropout_rate": "dropout", "adherence_rate": "adherence", "effec
                 "severity_change_pct": "change_pct", "response_rate": "response", "remission_rate": "remission"}
 
 
-def evaluate_checks(checks: list[Check], participants: pd.DataFrame, weekly: pd.DataFrame,
+def evaluate_checks(checks: list[Check], participants: pd.DataFrame, daily: pd.DataFrame,
                     outcomes: Outcomes, default_reference: str) -> pd.DataFrame:
     """Each scenario check: the simulated mean over replicates, its 95% interval and pass/fail."""
     rows = []
     for c in checks:
-        t = trial_metrics(participants, weekly, outcomes, c.reference or default_reference, c.week)
+        t = trial_metrics(participants, daily, outcomes, c.reference or default_reference, c.week)
         v = t[t.arm == c.arm][CHECK_COLUMN[c.metric]].dropna()
         mean = v.mean() if len(v) else np.nan
         rows.append({"id": c.id, "metric": c.metric, "arm": c.arm, "week": c.week, "mean": mean,

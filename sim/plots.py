@@ -12,17 +12,26 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 
-def _band(weekly: pd.DataFrame, column: str) -> pd.DataFrame:
-    """Per arm and week: mean over replicates of the arm mean, with 2.5/97.5 percentiles."""
-    per_rep = weekly.groupby(["arm", "replicate", "week"], sort=False)[column].mean().reset_index()
-    g = per_rep.groupby(["arm", "week"], sort=False)[column]
+def weekly_series(daily: pd.DataFrame) -> pd.DataFrame:
+    """Per arm, replicate and week: severity at the week's end and minutes exercised in the week."""
+    d = daily.assign(week=(daily.day + 6) // 7)  # days 1-7 -> week 1; day 0 -> week 0
+    minutes = d.groupby(["arm", "replicate", "week"], sort=False).minutes_mean.sum() * (d.week > 0).groupby(
+        [d.arm, d.replicate, d.week], sort=False).any()
+    ends = d[d.day % 7 == 0].set_index(["arm", "replicate", "week"]).severity_mean
+    return pd.DataFrame({"severity": ends, "minutes": minutes}).reset_index()
+
+
+def _band(series: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Per arm and week: mean over replicates, with 2.5/97.5 percentiles."""
+    g = series.groupby(["arm", "week"], sort=False)[column]
     return pd.DataFrame({"mean": g.mean(), "low": g.quantile(0.025), "high": g.quantile(0.975)}).reset_index()
 
 
-def outcome_curves(weekly: pd.DataFrame, programme_weeks: int, scale: str, footer: str,
+def outcome_curves(daily: pd.DataFrame, programme_weeks: int, scale: str, footer: str,
                    arms: list[str] | None = None) -> Figure:
     """Severity and weekly exercise minutes by arm over programme and follow-up."""
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 7.5), sharex=True, height_ratios=[3, 2])
+    weekly = weekly_series(daily)
     sev = _band(weekly, "severity")
     mins = _band(weekly[weekly.week > 0], "minutes")
     last = int(weekly.week.max())

@@ -9,7 +9,10 @@ import pandas as pd
 
 from sim.model import AdherenceModel
 
-DAILY_COLUMNS = ("severity_mean", "severity_sd", "enrolled_share", "exercising_share", "minutes_mean")
+# Arm-level aggregates per day (day 0 = baseline); severity_sd has ddof=1. Response and remission
+# use the scenario's outcome definitions, so effect sizes and rates at any week need no panel.
+DAILY_COLUMNS = ("severity_mean", "severity_sd", "enrolled_share", "exercising_share", "minutes_mean",
+                 "response_share", "remission_share")
 
 
 @dataclass
@@ -30,7 +33,7 @@ def from_model(model: AdherenceModel, replicate: int, seed: str, wall_seconds: f
     """Turn a finished model into records."""
     sc = model.loaded.scenario
     daily = pd.DataFrame(model.daily, columns=list(DAILY_COLUMNS))
-    daily.insert(0, "day", np.arange(1, model.days + 1))
+    daily.insert(0, "day", np.arange(model.days + 1))
     st, eop = model.state, model.end_of_programme
     prog_w, fu_w = sc.weeks, sc.follow_up_weeks
     minutes = model.minutes_weekly

@@ -1,13 +1,58 @@
-"""Read stored results back as pandas DataFrames (for the CLI, plots and notebooks)."""
+"""Read stored results back as pandas DataFrames (for the CLI, reports and notebooks).
+
+    from sim import results, store
+    db = store.Store()                                   # or Store("postgresql+psycopg://...")
+    results.runs(db, scenario="standard_prescription")   # one row per run, with provenance
+    results.table(db, "participants", scenario="standard_prescription", arm="exercise")
+    results.table(db, "arm_days", batch=3)
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
 
 from sim import store as st
+
+TABLES = {"arm_days": st.arm_days, "participants": st.participants, "participant_weeks": st.participant_weeks}
+
+
+def _run_query(scenario: str | None, batch: int | None, arm: str | None, status: str | None) -> sa.Select:
+    q = (sa.select(st.runs, st.scenarios.c.name.label("scenario"), st.scenarios.c.sha256.label("scenario_sha256"))
+         .join(st.scenarios, st.runs.c.scenario_id == st.scenarios.c.id))
+    if scenario is not None:  # a name, or a text hash (or its prefix)
+        q = q.where(sa.or_(st.scenarios.c.name == scenario, st.scenarios.c.sha256.startswith(scenario)))
+    if batch is not None:
+        q = q.where(st.runs.c.batch_id == batch)
+    if arm is not None:
+        q = q.where(st.runs.c.arm == arm)
+    if status is not None:
+        q = q.where(st.runs.c.status == status)
+    return q
+
+
+def runs(db: st.Store, scenario: str | None = None, batch: int | None = None, arm: str | None = None,
+         status: str | None = "done") -> pd.DataFrame:
+    """Runs with their provenance, filtered by scenario (name or hash), batch, arm and status."""
+    with db.engine.connect() as c:
+        return pd.read_sql(_run_query(scenario, batch, arm, status).order_by(st.runs.c.id), c)
+
+
+def table(db: st.Store, name: str, scenario: str | None = None, batch: int | None = None,
+          arm: str | None = None) -> pd.DataFrame:
+    """One record table ('arm_days', 'participants', 'participant_weeks') for the finished runs selected,
+    with scenario, arm, replicate and seed columns in front."""
+    if name not in TABLES:
+        raise ValueError(f"table {name!r} is not one of {', '.join(TABLES)}")
+    t = TABLES[name]
+    sel = _run_query(scenario, batch, arm, "done").subquery()
+    q = (sa.select(sel.c.scenario, sel.c.arm, sel.c.replicate, sel.c.seed, *[c for c in t.columns])
+         .join(sel, sel.c.id == t.c.run_id).order_by(t.c.run_id))
+    with db.engine.connect() as c:
+        return pd.read_sql(q, c)
 
 
 @dataclass
@@ -17,26 +62,37 @@ class ScenarioResults:
     name: str
     sha256: str
     text: str
-    runs: pd.DataFrame  # one row per run with provenance
-    daily: pd.DataFrame  # arm, replicate, day, severity_mean, ...
-    participants: pd.DataFrame  # arm, replicate, pid, traits and endpoints
-    weekly: pd.DataFrame  # arm, replicate, pid, week, severity, minutes
+    runs: pd.DataFrame
+    daily: pd.DataFrame
+    participants: pd.DataFrame
+    weekly: pd.DataFrame  # empty unless the runs recorded the participant-weekly panel
 
 
-def scenario_results(store: st.Store, sha256: str, replicates: int | None = None) -> ScenarioResults:
-    """All done runs of the scenario with this text hash (the first `replicates` if given)."""
-    with store.engine.connect() as c:
+def scenario_results(db: st.Store, sha256: str, replicates: int | None = None) -> ScenarioResults:
+    """All done runs of the scenario with this text hash (replicates below `replicates` if given)."""
+    with db.engine.connect() as c:
         sc = c.execute(sa.select(st.scenarios).where(st.scenarios.c.sha256 == sha256)).one()
-        q = sa.select(st.runs).where(st.runs.c.scenario_id == sc.id, st.runs.c.status == "done")
-        if replicates is not None:
-            q = q.where(st.runs.c.replicate < replicates)
-        runs = pd.read_sql(q.order_by(st.runs.c.replicate, st.runs.c.arm), c)
-        meta = runs[["id", "arm", "replicate"]].rename(columns={"id": "run_id"})
-        wanted = q.with_only_columns(st.runs.c.id).subquery()
 
-        def child(table: sa.Table) -> pd.DataFrame:
-            df = pd.read_sql(sa.select(table).where(table.c.run_id.in_(sa.select(wanted.c.id))), c)
-            return meta.merge(df, on="run_id").drop(columns="run_id")
+    def keep(df: pd.DataFrame, drop: tuple[str, ...] = ("scenario", "seed", "run_id")) -> pd.DataFrame:
+        df = df if replicates is None else df[df.replicate < replicates]
+        return df.drop(columns=list(drop), errors="ignore").reset_index(drop=True)
 
-        return ScenarioResults(name=sc.name, sha256=sha256, text=sc.text, runs=runs, daily=child(st.arm_days),
-                               participants=child(st.participants), weekly=child(st.participant_weeks))
+    return ScenarioResults(name=sc.name, sha256=sha256, text=sc.text, runs=keep(runs(db, sha256), ()),
+                           daily=keep(table(db, "arm_days", sha256)),
+                           participants=keep(table(db, "participants", sha256)),
+                           weekly=keep(table(db, "participant_weeks", sha256)))
+
+
+def export(db: st.Store, out: Path, fmt: str, scenario: str | None = None) -> list[Path]:
+    """Write runs and every record table as parquet or csv files into `out`; returns the paths."""
+    if fmt not in ("parquet", "csv"):
+        raise ValueError(f"format {fmt!r} is not one of parquet, csv")
+    out.mkdir(parents=True, exist_ok=True)
+    frames = {"runs": runs(db, scenario, status=None)}
+    frames.update({name: table(db, name, scenario) for name in TABLES})
+    paths = []
+    for name, df in frames.items():
+        path = out / f"{name}.{fmt}"
+        df.to_parquet(path, index=False) if fmt == "parquet" else df.to_csv(path, index=False)
+        paths.append(path)
+    return paths

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 import numpy as np
 
 from sim import parameters, population, records
@@ -65,6 +67,32 @@ class _Serial(Executor):
         return f
 
 
-def make_executor(jobs: int) -> Executor:
-    """A serial executor for one job, else a process pool."""
-    return _Serial() if jobs <= 1 else ProcessPoolExecutor(max_workers=jobs)
+EXECUTORS = ("serial", "processes", "dask")
+
+
+@contextmanager
+def executor(kind: str = "processes", jobs: int = 1, scheduler: str | None = None) -> Iterator[Executor]:
+    """A concurrent.futures executor: in-process, a local process pool, or Dask distributed.
+
+    Dask: connects to `scheduler` (tcp://host:port) if given, else starts a LocalCluster of `jobs`
+    single-threaded worker processes; tasks are impure (never deduplicated) and retried when a
+    worker dies.
+    """
+    if kind == "serial" or (kind == "processes" and jobs <= 1):
+        yield _Serial()
+    elif kind == "processes":
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            yield pool
+    elif kind == "dask":
+        from distributed import Client, LocalCluster
+
+        cluster = None if scheduler else LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
+                                                      dashboard_address=None)
+        try:
+            with Client(scheduler or cluster, timeout="20s") as client:
+                yield client.get_executor(pure=False, retries=3)
+        finally:
+            if cluster is not None:
+                cluster.close()
+    else:
+        raise ValueError(f"executor {kind!r} is not one of {', '.join(EXECUTORS)}")

@@ -12,9 +12,13 @@ import hashlib
 import os
 from pathlib import Path
 
+import alembic.command
+import alembic.config
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from sim import provenance
 from sim.records import DAILY_COLUMNS, RunRecords
@@ -38,8 +42,13 @@ batches = sa.Table(
     sa.Column("scenario_id", sa.ForeignKey("scenarios.id"), nullable=False),
     sa.Column("replicates", sa.Integer, nullable=False),
     sa.Column("code_version", sa.String(80), nullable=False),
+    sa.Column("command", sa.Text),
+    sa.Column("executor", sa.String(40)),
+    sa.Column("record", sa.String(80)),
     sa.Column("started_at", sa.DateTime, nullable=False),
     sa.Column("finished_at", sa.DateTime),
+    sa.Column("wall_seconds", sa.Float),
+    sa.Column("store_seconds", sa.Float),
 )
 runs = sa.Table(
     "runs", metadata,
@@ -94,6 +103,10 @@ participant_weeks = sa.Table(
 CHILD_TABLES = (arm_days, participants, participant_weeks)
 
 
+MIGRATIONS = Path(__file__).with_name("migrations")
+RECORD_OPTIONS = ("participants-weekly",)
+
+
 class StoreError(Exception):
     """The database cannot be opened or used; the message says which and why."""
 
@@ -112,29 +125,63 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
+def _alembic_config(connection) -> alembic.config.Config:
+    cfg = alembic.config.Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def _shown(url: sa.engine.URL) -> str:
+    return url.render_as_string(hide_password=True)
+
+
 class Store:
-    """A connection to the results database."""
+    """A connection to the results database, migrated to this code's schema on opening."""
 
     def __init__(self, url: str | None = None):
-        self.url = resolve_url(url)
+        raw = resolve_url(url)
         try:
-            u = sa.engine.make_url(self.url)
+            u = sa.engine.make_url(raw)
         except ArgumentError:
-            raise StoreError(f"database URL {self.url!r} is malformed; expected e.g. sqlite:///results/sim.db "
-                             "or postgresql+psycopg://user@host/db") from None
+            raise StoreError(f"database URL {raw!r} is malformed; expected e.g. sqlite:///results/sim.db "
+                             "or postgresql+psycopg://user@host:5432/db") from None
+        self.url = _shown(u)
         try:
             if u.get_backend_name() == "sqlite" and u.database not in (None, "", ":memory:"):
                 Path(u.database).parent.mkdir(parents=True, exist_ok=True)
-            self.engine = sa.create_engine(u, connect_args={"timeout": 60} if u.get_backend_name() == "sqlite" else {})
+            args = {"timeout": 60} if u.get_backend_name() == "sqlite" else {"connect_timeout": 10}
+            self.engine = sa.create_engine(u, connect_args=args)
         except (ImportError, SQLAlchemyError, OSError, ValueError) as e:
             raise StoreError(f"cannot use database {self.url!r}: {e.__class__.__name__}: {e}") from None
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
-            metadata.create_all(self.engine)
+            self._migrate()
         except (SQLAlchemyError, ValueError, OSError) as e:
-            reason = getattr(e, "orig", None) or e
+            reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
             raise StoreError(f"cannot open database {self.url!r}: {reason}") from None
+
+    def _migrate(self) -> None:
+        """Bring the schema to this code's head revision; refuse a database from newer code."""
+        script = ScriptDirectory.from_config(_alembic_config(None))
+        head = script.get_current_head()
+        known = {rev.revision for rev in script.walk_revisions()}
+        for attempt in (1, 2):
+            with self.engine.begin() as c:
+                current = MigrationContext.configure(c).get_current_revision()
+                if current is not None and current not in known:
+                    raise StoreError(f"database {self.url!r} has schema revision {current}, newer than this code "
+                                     f"knows (up to {head}); update the code (git pull) before using it")
+                if current == head:
+                    return
+                try:
+                    alembic.command.upgrade(_alembic_config(c), "head")
+                    return
+                except OperationalError:
+                    if attempt == 2:
+                        raise
+                    # another process migrated at the same moment; look again
 
     def add_scenario(self, loaded: LoadedScenario) -> int:
         """Id of the scenario text in the store, adding it if new."""
@@ -146,71 +193,103 @@ class Store:
                 name=loaded.scenario.name, sha256=loaded.sha256, path=loaded.path, text=loaded.text,
                 created_at=_now())).inserted_primary_key[0]
 
-    def start_batch(self, scenario_id: int, replicates: int) -> int:
+    def unfinished_other_text(self, loaded: LoadedScenario) -> sa.Row | None:
+        """The latest batch of a scenario with this name but other text, if it never finished."""
+        q = (sa.select(batches.c.id, batches.c.started_at, scenarios.c.sha256, scenarios.c.path)
+             .join(scenarios, batches.c.scenario_id == scenarios.c.id)
+             .where(scenarios.c.name == loaded.scenario.name).order_by(batches.c.id.desc()).limit(1))
+        with self.engine.connect() as c:
+            row = c.execute(q).first()
+        if row is None or row.sha256 == loaded.sha256:
+            return None
+        with self.engine.connect() as c:
+            finished = c.execute(sa.select(batches.c.finished_at).where(batches.c.id == row.id)).scalar_one()
+        return None if finished is not None else row
+
+    def start_batch(self, scenario_id: int, replicates: int, command: str = "", executor: str = "",
+                    record: str = "") -> int:
         """Record the start of a batch and return its id."""
         with self.engine.begin() as c:
             return c.execute(batches.insert().values(
                 scenario_id=scenario_id, replicates=replicates, code_version=provenance.code_version(),
-                started_at=_now())).inserted_primary_key[0]
+                command=command, executor=executor, record=record, started_at=_now())).inserted_primary_key[0]
 
-    def finish_batch(self, batch_id: int) -> None:
-        """Stamp the batch's end time."""
+    def finish_batch(self, batch_id: int, wall_seconds: float, store_seconds: float) -> None:
+        """Stamp the batch's end time and how long it spent in total and writing."""
         with self.engine.begin() as c:
-            c.execute(batches.update().where(batches.c.id == batch_id).values(finished_at=_now()))
+            c.execute(batches.update().where(batches.c.id == batch_id).values(
+                finished_at=_now(), wall_seconds=wall_seconds, store_seconds=store_seconds))
 
     def done_keys(self, keys: list[str]) -> set[str]:
         """Those of the keys whose runs are stored complete."""
+        wanted = set(keys)
         with self.engine.connect() as c:
             rows = c.execute(sa.select(runs.c.key).where(runs.c.status == "done")).scalars()
-            wanted = set(keys)
             return {k for k in rows if k in wanted}
 
-    def _run_row(self, c, key: str, scenario_id: int, batch_id: int, rec_arm: str, replicate: int,
-                 seed: str) -> int:
-        row = c.execute(sa.select(runs.c.id).where(runs.c.key == key)).first()
+    def _run_row(self, c, key: str, scenario_id: int, batch_id: int, arm: str, replicate: int,
+                 seed: str) -> tuple[int, str]:
+        row = c.execute(sa.select(runs.c.id, runs.c.status).where(runs.c.key == key)).first()
         if row is None:
-            return c.execute(runs.insert().values(key=key, scenario_id=scenario_id, batch_id=batch_id,
-                                                  arm=rec_arm, replicate=replicate, seed=seed,
-                                                  status="pending")).inserted_primary_key[0]
-        for t in CHILD_TABLES:  # a previous attempt may have left a failed run; start it clean
-            c.execute(t.delete().where(t.c.run_id == row.id))
-        return row.id
+            return c.execute(runs.insert().values(key=key, scenario_id=scenario_id, batch_id=batch_id, arm=arm,
+                                                  replicate=replicate, seed=seed, status="running")
+                             ).inserted_primary_key[0], "new"
+        return row.id, row.status
 
-    def save_run(self, key: str, scenario_id: int, batch_id: int, rec: RunRecords) -> None:
-        """Store one finished run and its records in a single transaction."""
+    def save_run(self, key: str, scenario_id: int, batch_id: int, rec: RunRecords, panel: bool = False) -> bool:
+        """Store one finished run and its records in a single transaction; False if it was already stored."""
         sha, dirty = provenance.git_state()
         finished = _now()
         with self.engine.begin() as c:
-            run_id = self._run_row(c, key, scenario_id, batch_id, rec.arm, rec.replicate, rec.seed)
-            c.execute(arm_days.insert(), _rows(rec.daily, run_id))
-            parts = rec.participants[["pid", "subgroup", "augmented", "sessions_planned", "sessions_done",
-                                      *PARTICIPANT_COLUMNS]]
-            c.execute(participants.insert(), _rows(parts, run_id))
-            c.execute(participant_weeks.insert(), _rows(rec.weekly, run_id))
+            if c.dialect.name == "sqlite":
+                c.exec_driver_sql("SELECT 1")  # open the transaction before reading the run's status
+            run_id, status = self._run_row(c, key, scenario_id, batch_id, rec.arm, rec.replicate, rec.seed)
+            if status == "done":  # another writer stored it first
+                return False
+            for t in CHILD_TABLES:  # a failed earlier attempt leaves no rows, but be sure
+                c.execute(t.delete().where(t.c.run_id == run_id))
+            _bulk_insert(c, arm_days, rec.daily, run_id)
+            _bulk_insert(c, participants, rec.participants, run_id)
+            if panel:
+                _bulk_insert(c, participant_weeks, rec.weekly, run_id)
             c.execute(runs.update().where(runs.c.id == run_id).values(
                 status="done", batch_id=batch_id, code_version=provenance.code_version(), git_sha=sha,
                 git_dirty=dirty, packages=provenance.package_versions(), host=provenance.host(),
                 started_at=finished - dt.timedelta(seconds=rec.wall_seconds), finished_at=finished,
                 wall_seconds=rec.wall_seconds, error=None))
+        return True
 
     def save_failure(self, key: str, scenario_id: int, batch_id: int, arm: str, replicate: int, seed: str,
                      error: str) -> None:
         """Mark a run as failed with its error text (it runs again next time)."""
         with self.engine.begin() as c:
-            run_id = self._run_row(c, key, scenario_id, batch_id, arm, replicate, seed)
-            c.execute(runs.update().where(runs.c.id == run_id).values(status="failed", error=error,
-                                                                       finished_at=_now()))
+            run_id, status = self._run_row(c, key, scenario_id, batch_id, arm, replicate, seed)
+            if status != "done":
+                c.execute(runs.update().where(runs.c.id == run_id).values(status="failed", error=error,
+                                                                           finished_at=_now()))
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=NORMAL")  # safe with WAL: a crash loses at most the last commits
     cur.close()
 
 
-def _rows(df: pd.DataFrame, run_id: int) -> list[dict]:
-    out = df.astype(object).where(df.notna(), None).to_dict("records")
-    for r in out:
-        r["run_id"] = run_id
-    return out
+def _bulk_insert(c: sa.Connection, table: sa.Table, df: pd.DataFrame, run_id: int) -> None:
+    """Insert a frame's rows for one run: COPY on PostgreSQL, one executemany elsewhere."""
+    cols = [col.name for col in table.columns if col.name != "run_id"]
+    frame = df[cols]
+    data = [(run_id, *row) for row in frame.astype(object).where(frame.notna(), None).itertuples(index=False)]
+    names = ["run_id", *cols]
+    raw = c.connection.dbapi_connection
+    if c.dialect.name == "postgresql":
+        with raw.cursor() as cur, cur.copy(f"COPY {table.name} ({', '.join(names)}) FROM STDIN") as copy:
+            for row in data:
+                copy.write_row(row)
+    else:
+        cur = raw.cursor()
+        cur.executemany(f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+                        data)
+        cur.close()

@@ -61,8 +61,15 @@ def test_run_stores_summarises_and_plots(tiny, tmp_path, capsys):
     counts = _counts(url)
     assert counts["runs"] == 4  # 2 arms x 2 replicates
     assert counts["participants"] == 4 * 30
-    assert counts["participant_weeks"] == 4 * 30 * 7  # weeks 0..6
-    assert counts["arm_days"] == 4 * 42
+    assert counts["participant_weeks"] == 0  # the weekly panel is opt-in
+    assert counts["arm_days"] == 4 * 43  # days 0 (baseline) to 42
+
+
+def test_weekly_panel_on_request(tiny, tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    code, _, err = _run(capsys, "run", tiny, "--db", url, "--figures", tmp_path, "--record", "participants-weekly")
+    assert code == 0, err
+    assert _counts(url)["participant_weeks"] == 4 * 30 * 7  # weeks 0..6
 
 
 def test_second_run_skips_finished_runs_and_adds_nothing(tiny, tmp_path, capsys):
@@ -70,7 +77,7 @@ def test_second_run_skips_finished_runs_and_adds_nothing(tiny, tmp_path, capsys)
     assert _run(capsys, "run", tiny, "--db", url, "--figures", tmp_path)[0] == 0
     before = _counts(url)
     code, out, _ = _run(capsys, "run", tiny, "--db", url, "--figures", tmp_path)
-    assert code == 0 and "4 runs already stored" in out
+    assert code == 0 and "4 already stored" in out
     after = _counts(url)
     assert after == {**before, "batches": before["batches"] + 1}
 
@@ -79,7 +86,7 @@ def test_more_replicates_runs_only_the_new_ones(tiny, tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'r.db'}"
     assert _run(capsys, "run", tiny, "--db", url, "--figures", tmp_path)[0] == 0
     code, out, _ = _run(capsys, "run", tiny, "--db", url, "--figures", tmp_path, "--replicates", "3")
-    assert code == 0 and "4 runs already stored" in out
+    assert code == 0 and "2 runs now, 4 already stored" in out
     assert _counts(url)["runs"] == 6
 
 
@@ -89,7 +96,7 @@ def test_stored_records_round_trip(tiny, tmp_path):
     sid = db.add_scenario(loaded)
     bid = db.start_batch(sid, 1)
     rec = runner.run_task(loaded, runner.Task("exercise", 0))
-    db.save_run(store.run_key(loaded.sha256, "exercise", 0, rec.seed), sid, bid, rec)
+    db.save_run(store.run_key(loaded.sha256, "exercise", 0, rec.seed), sid, bid, rec, panel=True)
     back = results.scenario_results(db, loaded.sha256)
     assert back.text == tiny.read_text()
     p = back.participants.sort_values("pid").reset_index(drop=True)
@@ -105,7 +112,7 @@ def test_same_seed_same_stored_numbers(tiny, tmp_path, capsys):
     frames = []
     for name in ("a", "b"):
         url = f"sqlite:///{tmp_path / name}.db"
-        assert _run(capsys, "run", tiny, "--db", url, "--figures", tmp_path)[0] == 0
+        assert _run(capsys, "run", tiny, "--db", url, "--figures", tmp_path, "--record", "participants-weekly")[0] == 0
         eng = sa.create_engine(url)
         frames.append(pd.read_sql(
             "select r.arm, r.replicate, r.seed, w.pid, w.week, w.severity, w.minutes from participant_weeks w "

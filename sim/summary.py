@@ -1,0 +1,54 @@
+"""The plain-text summary of a scenario's stored results, as printed by `sim run`."""
+
+from __future__ import annotations
+
+import math
+
+from sim import metrics
+from sim.results import ScenarioResults
+from sim.scenario import Scenario
+
+
+def _pct(v: float) -> str:
+    return "-" if v is None or math.isnan(v) else f"{100 * v:.1f}"
+
+
+def arm_table(sc: Scenario, res: ScenarioResults, week: int, label: str) -> str:
+    """Per-arm summary at the end of `week` over the stored replicate trials."""
+    trials = metrics.trial_metrics(res.participants, res.daily, sc.outcomes, sc.reference, week)
+    table = metrics.across_replicates(trials, list(sc.arms))
+    reps = int(table.replicates.max()) if len(table) else 0
+    lines = [f"{sc.name}: week {week} ({label}); means over {reps} replicate trials; severity on "
+             f"{sc.outcomes.scale}; g against '{sc.reference}' (positive = fewer symptoms)",
+             f"{'arm':<24}{'n':>6}{'adher%':>8}{'drop%':>7}{'change':>8}{'chg%':>7}{'resp%':>7}{'remit%':>7}"
+             f"{'>=150%':>7}  {'g [95% CI of one trial]':<25}{'g 95% over reps':<17}{'power%':>6}"]
+    for _, r in table.iterrows():
+        ref = r.arm == sc.reference
+        g = "reference" if ref else f"{r.g:5.2f} [{r.g_low:5.2f}, {r.g_high:5.2f}]"
+        spread = "" if ref else f"{r['g_p2.5']:5.2f} to {r['g_p97.5']:5.2f}"
+        lines.append(f"{r.arm:<24}{r.n:6.0f}{_pct(r.adherence):>8}{_pct(r.dropout):>7}{r.change:8.1f}"
+                     f"{r.change_pct:7.1f}{_pct(r.response):>7}{_pct(r.remission):>7}{_pct(r.meets_guideline):>7}"
+                     f"  {g:<25}{spread:<17}{'' if ref else _pct(r.power):>6}")
+    return "\n".join(lines)
+
+
+def checks_table(sc: Scenario, res: ScenarioResults) -> str:
+    """The scenario's checks against published findings, each ok or OFF."""
+    checks = metrics.evaluate_checks(sc.checks, res.participants, res.daily, sc.outcomes, sc.reference)
+    lines = ["plausibility against published findings (mean over replicates [95% of replicates]):"]
+    for _, c in checks.iterrows():
+        lines.append(f"  {'ok ' if c.passed else 'OFF'} {c.id:<28} {c.metric} {c.arm} week {c.week}: "
+                     f"{c['mean']:.3f} [{c['p2.5']:.3f}, {c['p97.5']:.3f}]  accept {c.accept}  ({c.source})")
+    return "\n".join(lines)
+
+
+def summary_text(sc: Scenario, res: ScenarioResults) -> str:
+    """Arm tables at the end of the programme and of follow-up, then the checks."""
+    if res.participants.empty:
+        return f"{sc.name}: no finished runs to summarise"
+    parts = [arm_table(sc, res, sc.weeks, "end of programme")]
+    if sc.follow_up_weeks:
+        parts.append(arm_table(sc, res, sc.weeks + sc.follow_up_weeks, "end of follow-up"))
+    if sc.checks:
+        parts.append(checks_table(sc, res))
+    return "\n\n".join(parts)
