@@ -129,3 +129,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     for path in results.export(db, args.out, args.format, args.scenario):
         print(path)
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

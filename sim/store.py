@@ -18,7 +18,7 @@ import pandas as pd
 import sqlalchemy as sa
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
 
 from sim import provenance
 from sim.records import DAILY_COLUMNS, RunRecords
@@ -156,6 +156,7 @@ class Store:
             raise StoreError(f"cannot use database {self.url!r}: {e.__class__.__name__}: {e}") from None
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            sa.event.listen(self.engine, "begin", _sqlite_begin)
         try:
             self._migrate()
         except (SQLAlchemyError, ValueError, OSError) as e:
@@ -240,24 +241,25 @@ class Store:
         """Store one finished run and its records in a single transaction; False if it was already stored."""
         sha, dirty = provenance.git_state()
         finished = _now()
-        with self.engine.begin() as c:
-            if c.dialect.name == "sqlite":
-                c.exec_driver_sql("SELECT 1")  # open the transaction before reading the run's status
-            run_id, status = self._run_row(c, key, scenario_id, batch_id, rec.arm, rec.replicate, rec.seed)
-            if status == "done":  # another writer stored it first
-                return False
-            for t in CHILD_TABLES:  # a failed earlier attempt leaves no rows, but be sure
-                c.execute(t.delete().where(t.c.run_id == run_id))
-            _bulk_insert(c, arm_days, rec.daily, run_id)
-            _bulk_insert(c, participants, rec.participants, run_id)
-            if panel:
-                _bulk_insert(c, participant_weeks, rec.weekly, run_id)
-            c.execute(runs.update().where(runs.c.id == run_id).values(
-                status="done", batch_id=batch_id, code_version=provenance.code_version(), git_sha=sha,
-                git_dirty=dirty, packages=provenance.package_versions(), host=provenance.host(),
-                started_at=finished - dt.timedelta(seconds=rec.wall_seconds), finished_at=finished,
-                wall_seconds=rec.wall_seconds, error=None))
-        return True
+        try:
+            with self.engine.begin() as c:
+                run_id, status = self._run_row(c, key, scenario_id, batch_id, rec.arm, rec.replicate, rec.seed)
+                if status == "done":  # another writer stored it first
+                    return False
+                for t in CHILD_TABLES:  # a failed earlier attempt leaves no rows, but be sure
+                    c.execute(t.delete().where(t.c.run_id == run_id))
+                _bulk_insert(c, arm_days, rec.daily, run_id)
+                _bulk_insert(c, participants, rec.participants, run_id)
+                if panel:
+                    _bulk_insert(c, participant_weeks, rec.weekly, run_id)
+                c.execute(runs.update().where(runs.c.id == run_id).values(
+                    status="done", batch_id=batch_id, code_version=provenance.code_version(), git_sha=sha,
+                    git_dirty=dirty, packages=provenance.package_versions(), host=provenance.host(),
+                    started_at=finished - dt.timedelta(seconds=rec.wall_seconds), finished_at=finished,
+                    wall_seconds=rec.wall_seconds, error=None))
+            return True
+        except IntegrityError:  # another process inserted the same run key at the same moment
+            return False
 
     def save_failure(self, key: str, scenario_id: int, batch_id: int, arm: str, replicate: int, seed: str,
                      error: str) -> None:
@@ -270,11 +272,17 @@ class Store:
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (below)
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")  # safe with WAL: a crash loses at most the last commits
     cur.close()
+
+
+def _sqlite_begin(conn: sa.Connection) -> None:
+    # Take the write lock at BEGIN: a second process waits (busy timeout) instead of failing mid-run.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _bulk_insert(c: sa.Connection, table: sa.Table, df: pd.DataFrame, run_id: int) -> None:

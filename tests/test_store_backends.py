@@ -1,0 +1,155 @@
+"""The results store on SQLite and on a real PostgreSQL server: round trip, idempotence, schema guard."""
+
+from __future__ import annotations
+
+import textwrap
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from sim import cli, results, runner, scenario, store
+from tests import pg
+
+TINY = textwrap.dedent("""\
+    name: tiny_store
+    seed: 11
+    replicates: 2
+    weeks: 3
+    follow_up_weeks: 1
+    population: {size: 25}
+    arms:
+      usual_care: {}
+      exercise:
+        prescription: {sessions_per_week: 3, minutes: 30, intensity: 0.5}
+        support: {kind: class, class_size: 5}
+    """)
+
+
+def pytest_generate_tests(metafunc):
+    if "db_url" in metafunc.fixturenames:
+        metafunc.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _stop_server():
+    yield
+    pg.stop_started()
+
+
+@pytest.fixture
+def db_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return pg.fresh_database()
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    path = tmp_path / "tiny_store.yaml"
+    path.write_text(TINY)
+    return scenario.load(path)
+
+
+def _count(db: store.Store, table: sa.Table) -> int:
+    with db.engine.connect() as c:
+        return c.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+
+
+def test_round_trip_is_exact(db_url, tiny):
+    db = store.Store(db_url)
+    sid = db.add_scenario(tiny)
+    bid = db.start_batch(sid, 1)
+    rec = runner.run_task(tiny, runner.Task("exercise", 1))
+    assert db.save_run(store.run_key(tiny.sha256, "exercise", 1, rec.seed), sid, bid, rec, panel=True)
+    parts = results.table(db, "participants", scenario="tiny_store").sort_values("pid").reset_index(drop=True)
+    for col in ("baseline_severity", "cognitive_control", "adherence", "dropout_day", "severity_end_programme"):
+        np.testing.assert_array_equal(parts[col].to_numpy(float), rec.participants[col].to_numpy(float))
+    assert parts.augmented.dtype == bool and (parts.subgroup == "all").all()
+    days = results.table(db, "arm_days", scenario="tiny_store").sort_values("day")
+    np.testing.assert_array_equal(days.severity_mean.to_numpy(), rec.daily.severity_mean.to_numpy())
+    weeks = results.table(db, "participant_weeks", scenario="tiny_store")
+    assert len(weeks) == 25 * 5
+    run = results.runs(db, scenario="tiny_store").iloc[0]
+    assert (run.arm, run.replicate, run.seed, run.status) == ("exercise", 1, "11/1", "done")
+    assert run.code_version.startswith("0.") and run.host and "numpy" in run.packages
+
+
+def test_saving_a_run_twice_stores_it_once(db_url, tiny):
+    db = store.Store(db_url)
+    sid = db.add_scenario(tiny)
+    bid = db.start_batch(sid, 1)
+    rec = runner.run_task(tiny, runner.Task("usual_care", 0))
+    key = store.run_key(tiny.sha256, "usual_care", 0, rec.seed)
+    assert db.save_run(key, sid, bid, rec) is True
+    assert db.save_run(key, sid, bid, rec) is False
+    assert _count(db, store.runs) == 1 and _count(db, store.participants) == 25
+    assert db.add_scenario(tiny) == sid  # same text, same row
+
+
+def test_failed_run_is_retried_and_replaced(db_url, tiny):
+    db = store.Store(db_url)
+    sid = db.add_scenario(tiny)
+    bid = db.start_batch(sid, 1)
+    rec = runner.run_task(tiny, runner.Task("exercise", 0))
+    key = store.run_key(tiny.sha256, "exercise", 0, rec.seed)
+    db.save_failure(key, sid, bid, "exercise", 0, rec.seed, "RuntimeError: boom")
+    assert db.done_keys([key]) == set()
+    assert db.save_run(key, sid, bid, rec)
+    assert db.done_keys([key]) == {key}
+    assert _count(db, store.runs) == 1
+
+
+def test_cli_run_on_each_backend(db_url, tiny, tmp_path, capsys):
+    code = cli.main(["run", tiny.path, "--db", db_url, "--figures", str(tmp_path)])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "4 runs now, 0 already stored" in out.out
+    db = store.Store(db_url)
+    assert _count(db, store.runs) == 4 and _count(db, store.participants) == 100
+
+
+def test_database_from_newer_code_is_refused_untouched(db_url, tiny, tmp_path, capsys):
+    db = store.Store(db_url)
+    db.add_scenario(tiny)
+    with db.engine.begin() as c:
+        c.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
+    with pytest.raises(store.StoreError, match="newer than this code"):
+        store.Store(db_url)
+    code = cli.main(["run", tiny.path, "--db", db_url, "--figures", str(tmp_path)])
+    assert code == 2 and "9999" in capsys.readouterr().err
+    assert _count(db, store.scenarios) == 1 and _count(db, store.runs) == 0
+
+
+def test_export_writes_every_table(db_url, tiny, tmp_path, capsys):
+    assert cli.main(["run", tiny.path, "--db", db_url, "--figures", str(tmp_path), "--replicates", "1",
+                     "--record", "participants-weekly"]) == 0
+    for fmt in ("csv", "parquet"):
+        assert cli.main(["export", "--db", db_url, "--format", fmt, "--out", str(tmp_path / fmt)]) == 0
+    import pandas as pd
+    parts = pd.read_parquet(tmp_path / "parquet" / "participants.parquet")
+    assert len(parts) == 50 and {"scenario", "arm", "replicate", "seed"} <= set(parts.columns)
+    assert len(pd.read_csv(tmp_path / "csv" / "participant_weeks.csv")) == 50 * 5
+    capsys.readouterr()
+
+
+def test_unreachable_and_malformed_databases_exit_2(tiny, capsys):
+    for url in ("postgresql+psycopg://nobody@127.0.0.1:1/none", "postgresql+nodriver://x@y/z", "::"):
+        code = cli.main(["run", tiny.path, "--db", url])
+        err = capsys.readouterr().err
+        assert code == 2, url
+        assert "error:" in err and "Traceback" not in err
+
+
+def test_scenario_changed_since_an_interrupted_batch(tmp_path, capsys):
+    path = tmp_path / "tiny_store.yaml"
+    path.write_text(TINY)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    db = store.Store(url)
+    db.start_batch(db.add_scenario(scenario.load(path)), 2)  # a batch that never finished
+    path.write_text(TINY.replace("size: 25", "size: 26"))
+    code = cli.main(["run", str(path), "--db", url, "--figures", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "changed on disk" in err and "--allow-changed" in err
+    assert _count(db, store.runs) == 0
+    assert cli.main(["run", str(path), "--db", url, "--figures", str(tmp_path), "--allow-changed"]) == 0
