@@ -77,7 +77,7 @@ def run_batch(loaded: LoadedScenario, db: store.Store, executor: Executor, repli
     pending = [t for t in todo if keys[t] not in done]
     failed, store_seconds = 0, 0.0
     progress = Progress(sc.name, len(pending))
-    futures = {executor.submit(runner.run_task, loaded, t): t for t in pending}
+    futures = {executor.submit(runner.run_task, loaded, t, panel): t for t in pending}
     try:
         for fut in as_completed(futures):
             t = futures[fut]

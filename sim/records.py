@@ -25,12 +25,13 @@ class RunRecords:
     seed: str
     daily: pd.DataFrame
     participants: pd.DataFrame
-    weekly: pd.DataFrame
+    weekly: pd.DataFrame | None  # the per-participant weekly panel, when asked for
     wall_seconds: float = 0.0
 
 
-def from_model(model: AdherenceModel, replicate: int, seed: str, wall_seconds: float = 0.0) -> RunRecords:
-    """Turn a finished model into records."""
+def from_model(model: AdherenceModel, replicate: int, seed: str, wall_seconds: float = 0.0,
+               panel: bool = True) -> RunRecords:
+    """Turn a finished model into records (with the weekly panel if `panel`)."""
     sc = model.loaded.scenario
     daily = pd.DataFrame(model.daily, columns=list(DAILY_COLUMNS))
     daily.insert(0, "day", np.arange(model.days + 1))
@@ -61,12 +62,14 @@ def from_model(model: AdherenceModel, replicate: int, seed: str, wall_seconds: f
         "cognitive_control_end_programme": control(eop),
         "reward_sensitivity_end_programme": reward(eop),
     })
-    n, weeks = model.severity_weekly.shape
-    weekly = pd.DataFrame({
-        "pid": np.repeat(np.arange(n), weeks),
-        "week": np.tile(np.arange(weeks), n),
-        "severity": model.severity_weekly.ravel(),
-        "minutes": np.column_stack([np.zeros(n), minutes]).ravel(),
-    })
+    weekly = None
+    if panel:
+        n, weeks = model.severity_weekly.shape
+        weekly = pd.DataFrame({
+            "pid": np.repeat(np.arange(n), weeks),
+            "week": np.tile(np.arange(weeks), n),
+            "severity": model.severity_weekly.ravel(),
+            "minutes": np.column_stack([np.zeros(n), minutes]).ravel(),
+        })
     return RunRecords(scenario=sc.name, arm=model.arm, replicate=replicate, seed=seed, daily=daily,
                       participants=parts, weekly=weekly, wall_seconds=wall_seconds)

@@ -41,12 +41,12 @@ def build_model(loaded: LoadedScenario, arm: str, replicate: int, reference: boo
     return AdherenceModel(loaded, arm=arm, cohort=cohort, rng=days_rng, reference=reference)
 
 
-def run_task(loaded: LoadedScenario, task: Task) -> records.RunRecords:
-    """Run one task to completion and return its records."""
+def run_task(loaded: LoadedScenario, task: Task, panel: bool = True) -> records.RunRecords:
+    """Run one task to completion and return its records (with the weekly panel if `panel`)."""
     start = time.perf_counter()
     model = build_model(loaded, task.arm, task.replicate).run()
     return records.from_model(model, task.replicate, task.seed_label(loaded.scenario.seed),
-                              time.perf_counter() - start)
+                              time.perf_counter() - start, panel=panel)
 
 
 def tasks(loaded: LoadedScenario, replicates: int | None = None) -> list[Task]:

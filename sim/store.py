@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import os
 from pathlib import Path
 
@@ -285,19 +286,25 @@ def _sqlite_begin(conn: sa.Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _column_values(series: pd.Series) -> list:
+    """A column as Python values with missing ones as None (drivers take neither NumPy scalars nor NaN)."""
+    values = series.to_numpy().tolist()
+    if series.dtype.kind in "fO" and series.isna().any():
+        return [None if m else v for v, m in zip(values, series.isna().to_numpy().tolist())]
+    return values
+
+
 def _bulk_insert(c: sa.Connection, table: sa.Table, df: pd.DataFrame, run_id: int) -> None:
     """Insert a frame's rows for one run: COPY on PostgreSQL, one executemany elsewhere."""
     cols = [col.name for col in table.columns if col.name != "run_id"]
-    frame = df[cols]
-    data = [(run_id, *row) for row in frame.astype(object).where(frame.notna(), None).itertuples(index=False)]
-    names = ["run_id", *cols]
+    data = list(zip(itertools.repeat(run_id, len(df)), *(_column_values(df[col]) for col in cols)))
+    names = ", ".join(["run_id", *cols])
     raw = c.connection.dbapi_connection
     if c.dialect.name == "postgresql":
-        with raw.cursor() as cur, cur.copy(f"COPY {table.name} ({', '.join(names)}) FROM STDIN") as copy:
+        with raw.cursor() as cur, cur.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
             for row in data:
                 copy.write_row(row)
     else:
         cur = raw.cursor()
-        cur.executemany(f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
-                        data)
+        cur.executemany(f"INSERT INTO {table.name} ({names}) VALUES ({', '.join('?' * (len(cols) + 1))})", data)
         cur.close()
