@@ -98,6 +98,7 @@ class AdherenceModel(mesa.Model):
             "enrolled_share": lambda m: float(m.state.enrolled.mean()),
             "exercising_share": lambda m: float(m.state.acted.mean()),
         })
+        self.datacollector.collect(self)  # day 0, so a collection period of 7 lands on week ends
 
     @property
     def day(self) -> int:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
 import yaml
+from pydantic_core import PydanticCustomError
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError, model_validator
 
 from sim import parameters
@@ -28,11 +29,15 @@ class ScenarioError(Exception):
     def __init__(self, file: str | Path, field: str, value: Any, allowed: str):
         self.file, self.field, self.value, self.allowed = str(file), field, value, allowed
         where = f"{self.file}: {field}" if field else self.file
-        shown = "" if value is _MISSING else f": got {value!r}"
-        super().__init__(f"{where}{shown}; {allowed}")
+        shown = ": " if value is _MISSING else f": got {value!r}; "
+        super().__init__(f"{where}{shown}{allowed}")
 
 
 _MISSING = object()
+
+
+def _allows_bool(annotation: Any) -> bool:
+    return annotation is bool or bool in get_args(annotation)
 
 
 class Strict(BaseModel):
@@ -44,9 +49,13 @@ class Strict(BaseModel):
     @classmethod
     def _known_keys(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            unknown = [k for k in data if k not in cls.model_fields]
-            if unknown:
-                raise ValueError(f"unknown key {unknown[0]!r}; allowed keys: {', '.join(cls.model_fields)}")
+            for key, value in data.items():
+                if key not in cls.model_fields:
+                    raise PydanticCustomError("unknown_key", "unknown key; allowed keys: {allowed}",
+                                              {"key": key, "allowed": ", ".join(cls.model_fields)})
+                if isinstance(value, bool) and not _allows_bool(cls.model_fields[key].annotation):
+                    raise PydanticCustomError("bool_not_number", "expected a number, not true/false",
+                                              {"key": key, "value": value})
         return data
 
 
@@ -291,6 +300,20 @@ def _loc(loc: tuple) -> str:
     return ".".join(str(p) for p in loc if p not in ("function-after", "function-before"))
 
 
+def _data_path(data: Any, loc: tuple) -> tuple:
+    """The part of a pydantic error location that exists in the data (drops union and validator tags)."""
+    path = []
+    for part in loc:
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        elif isinstance(data, (list, tuple)) and isinstance(part, int) and part < len(data):
+            data = data[part]
+        else:
+            continue
+        path.append(part)
+    return tuple(path)
+
+
 def _value_at(data: Any, loc: tuple) -> Any:
     for part in loc:
         if isinstance(data, dict) and part in data:
@@ -363,17 +386,23 @@ def _resolve_extends(s: Scenario) -> dict[str, Components]:
 
 def parse(data: Any, file: str | Path = "<scenario>") -> tuple[Scenario, dict[str, Components]]:
     """Validate already-parsed YAML data into a Scenario and its resolved arms."""
+    if data is None:
+        raise ScenarioError(file, "", _MISSING, "the file is empty; a scenario needs at least name, seed, weeks "
+                            "and arms")
     if not isinstance(data, dict):
         raise ScenarioError(file, "", type(data).__name__, "the file must hold a mapping of keys (name, seed, ...)")
     try:
         s = Scenario.model_validate(data)
     except ValidationError as e:
         err = e.errors()[0]
-        loc = tuple(p for p in err["loc"] if p not in ("function-after", "function-before"))
+        loc = _data_path(data, err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "missing":
-            raise ScenarioError(file, _loc(loc), _MISSING, "required key is missing") from None
-        value = _MISSING if msg.startswith("unknown key") else _value_at(data, loc)
+            raise ScenarioError(file, _loc(tuple(err["loc"])), _MISSING, "required key is missing") from None
+        ctx = err.get("ctx") or {}
+        if "key" in ctx:  # the error is about one key of this mapping: point at the key itself
+            loc = (*loc, ctx["key"])
+        value = _MISSING if err["type"] == "unknown_key" else _value_at(data, loc)
         raise ScenarioError(file, _loc(loc) or "(top level)", value, msg) from None
     try:
         _semantic_checks(s)

@@ -124,7 +124,7 @@ def test_same_seed_same_stored_numbers(tiny, tmp_path, capsys):
 @pytest.mark.parametrize("content, expected", [
     (None, "file not found"),
     ("name: x\nseed: [1\n", "malformed YAML"),
-    (TINY.replace("weeks: 4", "weeks: 4\nwekks: 3"), "unknown key 'wekks'"),
+    (TINY.replace("weeks: 4", "weeks: 4\nwekks: 3"), "wekks: unknown key"),
     (TINY.replace("sessions_per_week: 3", "sessions_per_week: 9"), "arms.exercise.prescription.sessions_per_week"),
     (TINY.replace("seed: 7", "seed: seven"), "seed"),
     (TINY.replace("exercise:\n", "exercise:\n    extends: nothing\n"), "arms.exercise.extends"),

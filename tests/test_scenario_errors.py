@@ -1,0 +1,217 @@
+"""Bad scenario input gives a ScenarioError naming the file, the field path, the bad value and what is allowed."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+import yaml
+
+from tests.conftest import EXERCISE, scenario_dict
+from sim import scenario
+from sim.scenario import ScenarioError
+
+FILE = "trial.yaml"
+
+
+def error(**overrides) -> ScenarioError:
+    with pytest.raises(ScenarioError) as info:
+        scenario.parse(scenario_dict(**overrides), FILE)
+    return info.value
+
+
+def assert_names(e: ScenarioError, field: str, *fragments: str) -> str:
+    """The error names the file and field (attributes and message) and every fragment in its message."""
+    msg = str(e)
+    assert e.file == FILE and msg.startswith(f"{FILE}: ")
+    assert e.field == field and field in msg
+    for fragment in fragments:
+        assert fragment in msg, f"{fragment!r} not in {msg!r}"
+    return msg
+
+
+def test_a_valid_scenario_parses():
+    s, arms = scenario.parse(scenario_dict(arms={"usual_care": {}, "exercise": EXERCISE,
+                                                 "titrated": {"extends": "exercise", "titration": {}}}), FILE)
+    assert arms["titrated"].prescription == arms["exercise"].prescription
+    assert arms["titrated"].titration is not None and arms["exercise"].titration is None
+    assert s.reference == "usual_care" and s.days == 7 * 12
+
+
+# ------------------------------------------------------------------ unknown keys
+def test_unknown_top_level_key():
+    e = error(colour="red")
+    msg = str(e)
+    assert msg.startswith(f"{FILE}: ")
+    assert e.field == "colour" and "unknown key" in msg
+    assert "allowed keys: name, description, seed" in msg and "arms" in e.allowed
+
+
+def test_unknown_key_inside_an_arm_component():
+    e = error(arms={"ex": {"prescription": {"sessions_per_week": 3, "minuts": 50}}})
+    assert_names(e, "arms.ex.prescription.minuts", "unknown key",
+                 "allowed keys: sessions_per_week, minutes, intensity, modality")
+
+
+def test_unknown_arm_component():
+    e = error(arms={"ex": {"prescriptions": {"minutes": 50}}})
+    assert_names(e, "arms.ex.prescriptions", "unknown key", "prescription", "titration", "self_management",
+                 "stage2")
+
+
+def test_unknown_key_errors_point_at_the_key_itself():
+    top = error(colour="red", description="x" * 300)
+    assert top.field == "colour" and len(str(top)) < 300
+    nested = error(arms={"ex": {"prescription": {"sessions_per_week": 3, "minuts": 50}}})
+    assert nested.field == "arms.ex.prescription.minuts"
+
+
+# ------------------------------------------------------------------ types, ranges, required keys
+def test_wrong_type():
+    assert_names(error(weeks="twelve"), "weeks", "got 'twelve'", "valid integer")
+    assert_names(error(arms={"ex": {"prescription": {"minutes": "long"}}}), "arms.ex.prescription.minutes",
+                 "got 'long'", "valid number")
+    assert_names(error(weeks=12.5), "weeks", "got 12.5", "integer")
+
+
+def test_out_of_range_value():
+    e = error(arms={"ex": {"prescription": {"sessions_per_week": 9}}})
+    assert_names(e, "arms.ex.prescription.sessions_per_week", "got 9", "less than or equal to 7")
+    assert e.value == 9
+    assert_names(error(population={"size": 1}), "population.size", "got 1", "greater than or equal to 2")
+    assert_names(error(population={"correlations": [{"between": ["baseline_severity", "fitness"], "r": 1.5}]}),
+                 "population.correlations.0.r", "got 1.5", "0.95")
+
+
+def test_value_not_among_the_choices():
+    assert_names(error(arms={"ex": {"support": {"kind": "coach"}}}), "arms.ex.support.kind", "got 'coach'",
+                 "'class' or 'partner'")
+    e = error(population={"traits": {"happiness": {"mean": 0.5, "sd": 0.1}}})
+    assert "population.traits.happiness" in e.field
+    assert "'reward_sensitivity', 'cognitive_control'" in str(e)
+
+
+def test_missing_required_key():
+    e = error(seed=None)
+    assert_names(e, "seed", "required key is missing")
+    assert "got" not in str(e)
+    assert_names(error(weeks=None), "weeks", "required key is missing")
+    assert_names(error(arms={"ex": {**EXERCISE, "stage2": {"week": 3}}}), "arms.ex.stage2.add",
+                 "required key is missing")
+
+
+def test_file_not_a_mapping():
+    with pytest.raises(ScenarioError, match="must hold a mapping"):
+        scenario.parse([1, 2], FILE)
+
+
+# ------------------------------------------------------------------ cross-field rules
+def test_extends_an_undefined_arm():
+    e = error(arms={"usual_care": {}, "ex": {"extends": "exercise_arm"}})
+    assert_names(e, "arms.ex.extends", "got 'exercise_arm'", "must name another arm: usual_care, ex")
+
+
+def test_arms_extending_each_other_in_a_cycle():
+    e = error(arms={"a": {"extends": "b"}, "b": {"extends": "a"}})
+    assert e.field in ("arms.a.extends", "arms.b.extends")
+    assert "cycle" in str(e) and ("a -> b -> a" in str(e) or "b -> a -> b" in str(e))
+
+
+def test_reference_arm_undefined():
+    e = error(arms={"usual_care": {}, "exercise": EXERCISE}, reference_arm="placebo")
+    assert_names(e, "reference_arm", "got 'placebo'", "must be one of the arms: usual_care, exercise")
+
+
+def test_stage2_week_outside_the_programme():
+    e = error(arms={"ex": {**EXERCISE, "stage2": {"week": 30, "add": {}}}})
+    assert_names(e, "arms.ex.stage2.week", "got 30", "1-12")
+
+
+def test_check_names_an_undefined_arm():
+    e = error(checks=[{"id": "c", "metric": "dropout_rate", "arm": "exercise", "week": 4, "accept": [0, 1]}])
+    assert_names(e, "checks.0.arm", "got 'exercise'", "usual_care")
+
+
+def test_assignment_rule_without_bounds():
+    e = error(arms={"ex": {**EXERCISE, "assign": [{"when": {"cognitive_control": {}}, "add": {}}]}})
+    assert_names(e, "arms.ex.assign.0.when.cognitive_control", "'below', 'above'")
+
+
+# ------------------------------------------------------------------ parameter overrides
+def test_unknown_parameter_override():
+    e = error(parameters={"intention.bogus": 1.0})
+    assert_names(e, "parameters.intention.bogus", "got 1.0", "unknown parameter")
+
+
+def test_out_of_range_parameter_override():
+    e = error(parameters={"intention.bias": 10.0})
+    assert_names(e, "parameters.intention.bias", "got 10.0", "allowed range -3.0 to 3.0")
+    assert e.value == 10.0
+
+
+def test_non_numeric_parameter_override():
+    e = error(parameters={"intention.bias": "high"})
+    assert e.field.startswith("parameters.intention.bias") and "number" in str(e)
+    e = error(parameters={"intention.bias": True})  # YAML `yes`/`true` is not a number here
+    assert e.field.startswith("parameters.intention.bias")
+
+
+def test_non_numeric_parameter_override_names_field_and_value():
+    assert_names(error(parameters={"intention.bias": "high"}), "parameters.intention.bias", "got 'high'", "number")
+
+
+# ------------------------------------------------------------------ population
+def test_subgroup_shares_must_sum_to_one():
+    e = error(population={"size": 100, "subgroups": [{"name": "late_life", "share": 0.5},
+                                                      {"name": "young", "share": 0.3}]})
+    assert e.field.startswith("population")
+    assert "subgroup shares must sum to 1" in str(e) and "0.8" in str(e)
+
+
+# ------------------------------------------------------------------ files
+def test_load_reads_validates_and_hashes(tmp_path):
+    path = tmp_path / "ok.yaml"
+    text = yaml.safe_dump(scenario_dict(arms={"usual_care": {}, "exercise": EXERCISE}))
+    path.write_text(text)
+    loaded = scenario.load(path)
+    assert loaded.sha256 == hashlib.sha256(text.encode()).hexdigest()
+    assert loaded.text == text and loaded.path == str(path) and set(loaded.arms) == {"usual_care", "exercise"}
+
+
+def test_load_errors_name_the_file(tmp_path):
+    path = tmp_path / "range.yaml"
+    path.write_text(yaml.safe_dump(scenario_dict(arms={"ex": {"prescription": {"sessions_per_week": 9}}})))
+    with pytest.raises(ScenarioError) as info:
+        scenario.load(path)
+    assert info.value.file == str(path) and str(info.value).startswith(f"{path}: arms.ex.prescription")
+
+
+def test_malformed_yaml(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: x\nseed: 1\nweeks: 4\narms:\n  a: {prescription: {minutes: 30}\n  b: {}\n")
+    with pytest.raises(ScenarioError) as info:
+        scenario.load(path)
+    e = info.value
+    assert e.file == str(path) and str(e).startswith(str(path))
+    assert "malformed YAML" in str(e) and e.field.startswith("line 6")
+
+
+def test_missing_file(tmp_path):
+    path = tmp_path / "nowhere.yaml"
+    with pytest.raises(ScenarioError) as info:
+        scenario.load(path)
+    assert info.value.file == str(path) and "file not found" in str(info.value)
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.yaml"
+    path.write_text("")
+    with pytest.raises(ScenarioError, match="the file is empty"):
+        scenario.load(path)
+
+
+def test_session_components_need_a_prescription():
+    e = error(arms={"usual_care": {}, "cued": {"reward_cues": {"value": 0.5}}})
+    assert e.field == "arms.cued.reward_cues" and "needs a prescription" in str(e) and "got" not in str(e)
+    # a prescription from extends or from an assign rule is enough
+    scenario.parse(scenario_dict(arms={"ex": EXERCISE, "cued": {"extends": "ex", "reward_cues": {}}}), FILE)
