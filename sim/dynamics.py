@@ -146,6 +146,9 @@ def daily_update(s: State, x: DayInputs, social: np.ndarray, kind: np.ndarray, d
     s.F = s.F + p.fitness_gain * dose * (1.0 - s.F) - p.fitness_detraining * (s.F - s.F0)
     s.M = np.where(x.skill_target > 0, np.minimum(np.maximum(s.M, x.skill_target), s.M + x.skill_rate),
                    s.M * (1.0 - p.self_management_retention))
+    # self-initiated sessions are practice in self-regulation; fully supported ones teach little
+    s.M = np.where(acted, s.M + p.self_regulation_practice_gain * (1.0 - support)
+                   * np.maximum(0.0, p.self_regulation_practice_max - s.M), s.M)
     contacts = x.contact + (acted & in_class) * x.support
     s.K = s.K + (7.0 * contacts - s.K) / p.symptoms_contact_memory_days
     s.med_start = np.where(x.medication & np.isinf(s.med_start), day, s.med_start)
@@ -160,8 +163,10 @@ def daily_update(s: State, x: DayInputs, social: np.ndarray, kind: np.ndarray, d
     Ph = s.P ** p.symptoms_plasticity_hill
     exercise_b = p.symptoms_plasticity_benefit * Ph / (Ph + p.symptoms_plasticity_half ** p.symptoms_plasticity_hill)
     efficacy_b = p.symptoms_efficacy_benefit * np.maximum(0.0, s.E - p.efficacy_initial)
-    target = (s.S0 * (1 - natural) * (1 - contact_b) * (1 - exercise_b) * (1 - efficacy_b)
-              * (1 - x.med_effect * s.med))
+    med_b = x.med_effect * s.med
+    overlap = p.symptoms_treatment_overlap  # exercise and drug partly act through the same pathway
+    treatment_b = (1 - overlap) * (exercise_b + med_b - exercise_b * med_b) + overlap * np.maximum(exercise_b, med_b)
+    target = s.S0 * (1 - natural) * (1 - contact_b) * (1 - efficacy_b) * (1 - treatment_b)
     event = (u[:, U_EVENT] < p.symptoms_event_rate) * p.symptoms_event_size * -np.log1p(-u[:, U_EVENT_SIZE])
     s.S = np.clip(s.S + (target - s.S) / p.symptoms_relaxation_days + p.symptoms_noise_sd * z + event,
                   0.0, p.scale_max)
@@ -222,6 +227,8 @@ def reference_update(s: State, i: int, x: DayInputs, social: float, kind: int, d
         M = min(max(M, x.skill_target[i]), M + x.skill_rate[i])
     else:
         M *= 1.0 - p.self_management_retention
+    if acted:
+        M += p.self_regulation_practice_gain * (1.0 - support) * max(0.0, p.self_regulation_practice_max - M)
     contacts = x.contact[i] + (arranged if acted and in_class else 0.0)
     K += (7.0 * contacts - K) / p.symptoms_contact_memory_days
     if x.medication[i] and math.isinf(s.med_start[i]):
@@ -236,8 +243,10 @@ def reference_update(s: State, i: int, x: DayInputs, social: float, kind: int, d
     Ph = P ** p.symptoms_plasticity_hill
     exercise_b = p.symptoms_plasticity_benefit * Ph / (Ph + p.symptoms_plasticity_half ** p.symptoms_plasticity_hill)
     efficacy_b = p.symptoms_efficacy_benefit * max(0.0, E - p.efficacy_initial)
-    target = (s.S0[i] * (1 - natural) * (1 - contact_b) * (1 - exercise_b) * (1 - efficacy_b)
-              * (1 - x.med_effect[i] * s.med[i]))
+    med_b = x.med_effect[i] * s.med[i]
+    overlap = p.symptoms_treatment_overlap
+    treatment_b = (1 - overlap) * (exercise_b + med_b - exercise_b * med_b) + overlap * max(exercise_b, med_b)
+    target = s.S0[i] * (1 - natural) * (1 - contact_b) * (1 - efficacy_b) * (1 - treatment_b)
     event = (p.symptoms_event_size * -math.log1p(-u[U_EVENT_SIZE])) if u[U_EVENT] < p.symptoms_event_rate else 0.0
     S = clip(S + (target - S) / p.symptoms_relaxation_days + p.symptoms_noise_sd * z + event, 0.0, p.scale_max)
     for arr, val in ((s.S, S), (s.P, P), (s.V, V), (s.E, E), (s.H, H), (s.F, F), (s.D, D), (s.M, M), (s.K, K)):
