@@ -17,6 +17,9 @@ from sim.programme import NO_SUPPORT, ArmPlan, form_groups
 from sim.scenario import LoadedScenario, load
 
 
+HABIT_LEVELS = (0.5, 0.8, 0.9, 0.95)  # shares of the habit plateau (H = 1) whose first day is recorded
+
+
 class Participant(mesa.Agent):
     """One simulated person: a view onto row `row` of the model's state arrays."""
 
@@ -88,6 +91,7 @@ class AdherenceModel(mesa.Model):
         self.planned_count = np.zeros(self.n, dtype=int)  # prescribed programme sessions (ITT: dropouts too)
         self.done_count = np.zeros(self.n, dtype=int)
         self.end_of_programme: dynamics.State | None = None
+        self.habit_day = np.full((self.n, len(HABIT_LEVELS)), np.nan)  # first day H reached each level
         out = sc.outcomes
         self._response_factor, self._remission_at = 1.0 - out.response_reduction, out.remission_threshold
         self.daily = np.empty((self.days + 1, 7))  # row 0 = baseline; columns as records.DAILY_COLUMNS
@@ -130,6 +134,8 @@ class AdherenceModel(mesa.Model):
         if day < self.programme_days:
             self.planned_count += x.planned
             self.done_count += st.acted
+        reached = np.isnan(self.habit_day) & (st.H[:, None] >= np.asarray(HABIT_LEVELS))
+        self.habit_day[reached] = day + 1
         if day == self.programme_days - 1:
             self.end_of_programme = st.copy()
         if day % 7 == 6:

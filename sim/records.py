@@ -7,7 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from sim.model import AdherenceModel
+from sim.model import HABIT_LEVELS, AdherenceModel
+
+HABIT_COLUMNS = tuple(f"days_to_habit_{round(100 * level)}" for level in HABIT_LEVELS)
 
 # Arm-level aggregates per day (day 0 = baseline); severity_sd has ddof=1. Response and remission
 # use the scenario's outcome definitions, so effect sizes and rates at any week need no panel.
@@ -61,6 +63,7 @@ def from_model(model: AdherenceModel, replicate: int, seed: str, wall_seconds: f
         "reserve_end_programme": eop.P,
         "cognitive_control_end_programme": control(eop),
         "reward_sensitivity_end_programme": reward(eop),
+        **{col: model.habit_day[:, k] for k, col in enumerate(HABIT_COLUMNS)},
     })
     weekly = None
     if panel:

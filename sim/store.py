@@ -22,7 +22,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
 
 from sim import provenance
-from sim.records import DAILY_COLUMNS, RunRecords
+from sim.records import DAILY_COLUMNS, HABIT_COLUMNS, RunRecords
 from sim.scenario import TRAITS, LoadedScenario
 
 DEFAULT_URL = "sqlite:///results/sim.db"
@@ -81,7 +81,7 @@ PARTICIPANT_COLUMNS = (
     *TRAITS, "habit_rate", "dropout_day", "adherence", "minutes_per_week_programme",
     "minutes_per_week_follow_up", "severity_end_programme", "severity_end", "self_efficacy_end_programme",
     "habit_end_programme", "reserve_end_programme", "cognitive_control_end_programme",
-    "reward_sensitivity_end_programme",
+    "reward_sensitivity_end_programme", *HABIT_COLUMNS,
 )
 participants = sa.Table(
     "participants", metadata,

@@ -153,3 +153,28 @@ def test_scenario_changed_since_an_interrupted_batch(tmp_path, capsys):
     assert code == 2 and "changed on disk" in err and "--allow-changed" in err
     assert _count(db, store.runs) == 0
     assert cli.main(["run", str(path), "--db", url, "--figures", str(tmp_path), "--allow-changed"]) == 0
+
+
+def test_migrations_build_exactly_the_declared_schema(db_url):
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    db = store.Store(db_url)
+    with db.engine.connect() as c:
+        assert compare_metadata(MigrationContext.configure(c), store.metadata) == []
+
+
+def test_an_older_database_is_upgraded_keeping_its_rows(db_url, tiny):
+    import alembic.command
+    from alembic.script import ScriptDirectory
+    eng = sa.create_engine(db_url)
+    with eng.begin() as c:
+        alembic.command.upgrade(store._alembic_config(c), "0001")
+        c.execute(store.scenarios.insert().values(name="old", sha256="0" * 64, path="old.yaml", text="name: old",
+                                                  created_at=sa.func.now()))
+    eng.dispose()
+    db = store.Store(db_url)  # migrates to head
+    with db.engine.connect() as c:
+        head = ScriptDirectory(str(store.MIGRATIONS)).get_current_head()
+        assert c.exec_driver_sql("select version_num from alembic_version").scalar_one() == head != "0001"
+        assert c.execute(sa.select(store.scenarios.c.name)).scalars().all() == ["old"]
+    assert "days_to_habit_95" in {col["name"] for col in sa.inspect(db.engine).get_columns("participants")}
