@@ -6,11 +6,14 @@ sizes are signed so that positive means the arm has lower symptoms than the refe
 
 from __future__ import annotations
 
+import inspect
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from sim.scenario import Check, Outcomes
+from sim.scenario import TRAITS, Check, Outcomes
 
 GUIDELINE_MINUTES = 150.0
 
@@ -88,21 +91,240 @@ def across_replicates(trials: pd.DataFrame, arm_order: list[str] | None = None) 
     return pd.DataFrame(out)
 
 
-CHECK_COLUMN = {"dropout_rate": "dropout", "adherence_rate": "adherence", "effect_size": "g",
-                "severity_change_pct": "change_pct", "response_rate": "response", "remission_rate": "remission"}
+# ---------------------------------------------------------------- the metric vocabulary
+# Each metric maps stored frames of one scenario to one value per replicate trial. The same
+# definitions serve scenario checks, `sim validate` and reports; docs/metrics.md states each one.
+
+class MetricError(ValueError):
+    """A metric asked for with arguments it cannot use, or data it needs but the runs lack."""
 
 
-def evaluate_checks(checks: list[Check], participants: pd.DataFrame, daily: pd.DataFrame,
-                    outcomes: Outcomes, default_reference: str) -> pd.DataFrame:
+@dataclass(frozen=True)
+class Frames:
+    """What metrics read: participants (endpoints), daily arm aggregates, optional weekly panel."""
+
+    participants: pd.DataFrame
+    daily: pd.DataFrame
+    weekly: pd.DataFrame
+    outcomes: Outcomes
+
+
+def _arm(df: pd.DataFrame, arm: str) -> pd.DataFrame:
+    """Rows of one arm, or of every arm pooled for arm 'all'."""
+    if arm == "all":
+        return df
+    if arm not in set(df.arm):
+        raise MetricError(f"arm {arm!r} has no stored results; arms: {', '.join(sorted(set(df.arm)))}")
+    return df[df.arm == arm]
+
+
+def _per_rep(df: pd.DataFrame, fn) -> pd.Series:
+    return df.groupby("replicate").apply(fn, include_groups=False).astype(float)
+
+
+def _panel(f: Frames) -> pd.DataFrame:
+    if f.weekly.empty:
+        raise MetricError("needs the per-participant weekly panel: run with --record participants-weekly")
+    return f.weekly
+
+
+def _weekly_wide(f: Frames, arm: str, column: str) -> pd.DataFrame:
+    """Participants x weeks table of a panel column, indexed by (replicate, arm, pid)."""
+    w = _arm(_panel(f), arm)
+    return w.pivot_table(index=["replicate", "arm", "pid"], columns="week", values=column)
+
+
+def _window_minutes(f: Frames, arm: str, week: int, window_weeks: int) -> pd.Series:
+    wide = _weekly_wide(f, arm, "minutes")
+    cols = [w for w in range(week - window_weeks + 1, week + 1) if w in wide.columns and w > 0]
+    if len(cols) != window_weeks:
+        raise MetricError(f"window of {window_weeks} weeks ending at week {week} is not inside the run")
+    return wide[cols].mean(axis=1)
+
+
+def dropout_rate(f: Frames, arm: str, week: int) -> pd.Series:
+    """Share of participants who dropped out by the end of `week`."""
+    return _per_rep(_arm(f.participants, arm), lambda d: (d.dropout_day <= 7 * week).mean())
+
+
+def dropout_difference(f: Frames, arm: str, reference: str, week: int) -> pd.Series:
+    """Dropout rate of the arm minus that of the reference arm."""
+    return dropout_rate(f, arm, week) - dropout_rate(f, reference, week)
+
+
+def adherence_rate(f: Frames, arm: str) -> pd.Series:
+    """Completed over prescribed programme sessions, all participants (dropouts' missed sessions count)."""
+    return _per_rep(_arm(f.participants, arm), lambda d: d.sessions_done.sum() / d.sessions_planned.sum()
+                    if d.sessions_planned.sum() > 0 else np.nan)
+
+
+def mean_weekly_minutes(f: Frames, arm: str, week: int, window_weeks: int = 1) -> pd.Series:
+    """Mean exercise minutes per participant per week over the `window_weeks` weeks ending at `week`."""
+    d = _arm(f.daily, arm)
+    days = d[(d.day > 7 * (week - window_weeks)) & (d.day <= 7 * week)]
+    return days.groupby(["replicate", "arm"]).minutes_mean.sum().groupby("replicate").mean() / window_weeks
+
+
+def meets_guideline_rate(f: Frames, arm: str, week: int, window_weeks: int = 4,
+                         minutes: float = GUIDELINE_MINUTES) -> pd.Series:
+    """Share averaging at least `minutes` a week over the `window_weeks` weeks ending at `week`."""
+    avg = _window_minutes(f, arm, week, window_weeks)
+    return (avg >= minutes).groupby("replicate").mean().astype(float)
+
+
+def _at_day(f: Frames, arm: str, week: int) -> pd.DataFrame:
+    d = _arm(f.daily, arm)
+    at = d[d.day == 7 * week]
+    if at.empty:
+        raise MetricError(f"week {week} is outside the run")
+    return at
+
+
+def severity_change_pct(f: Frames, arm: str, week: int) -> pd.Series:
+    """Percent change of the mean severity from baseline to the end of `week` (negative = better)."""
+    now = _at_day(f, arm, week).groupby("replicate").severity_mean.mean()
+    base = _at_day(f, arm, 0).groupby("replicate").severity_mean.mean()
+    return 100 * (now / base - 1)
+
+
+def response_rate(f: Frames, arm: str, week: int) -> pd.Series:
+    """Share whose severity fell by at least the scenario's response reduction (default 50%)."""
+    return _at_day(f, arm, week).groupby("replicate").response_share.mean()
+
+
+def remission_rate(f: Frames, arm: str, week: int) -> pd.Series:
+    """Share at or below the scenario's remission threshold (default HAM-D 7)."""
+    return _at_day(f, arm, week).groupby("replicate").remission_share.mean()
+
+
+def relapse_rate(f: Frames, arm: str, remitted_at: int, week: int) -> pd.Series:
+    """Of those remitted at week `remitted_at`, the share not remitted at `week`."""
+    wide = _weekly_wide(f, arm, "severity")
+    thr = f.outcomes.remission_threshold
+    remitted = wide[remitted_at] <= thr
+    relapsed = (wide[week] > thr) & remitted
+    return (relapsed.groupby("replicate").sum() / remitted.groupby("replicate").sum()).astype(float)
+
+
+def effect_size(f: Frames, arm: str, reference: str, week: int) -> pd.Series:
+    """Hedges g of severity at `week`, reference minus arm over the pooled SD (positive = arm better)."""
+    a, r = _at_day(f, arm, week).set_index("replicate"), _at_day(f, reference, week).set_index("replicate")
+    n = f.participants.groupby(["arm", "replicate"]).size()
+    return pd.Series({rep: hedges_g_from_stats(a.severity_mean[rep], a.severity_sd[rep], n[(arm, rep)],
+                                               r.severity_mean[rep], r.severity_sd[rep], n[(reference, rep)])[0]
+                      for rep in a.index.intersection(r.index)}, dtype=float)
+
+
+def odds_ratio_depressed_by_activity(f: Frames, arm: str, week: int, minutes: float = GUIDELINE_MINUTES,
+                                     window_weeks: int = 4) -> pd.Series:
+    """Odds of not being remitted at `week` for those averaging >= `minutes`/week over the window
+    ending at `week`, against the rest (0.5 added to every cell)."""
+    active = _window_minutes(f, arm, week, window_weeks) >= minutes
+    depressed = _weekly_wide(f, arm, "severity")[week] > f.outcomes.remission_threshold
+
+    def odds_ratio(idx: pd.Index) -> float:
+        act, dep = active.loc[idx], depressed.loc[idx]
+        a, b = (act & dep).sum() + 0.5, (act & ~dep).sum() + 0.5
+        c, d = (~act & dep).sum() + 0.5, (~act & ~dep).sum() + 0.5
+        return (a / b) / (c / d)
+
+    return pd.Series({rep: odds_ratio(g.index) for rep, g in active.groupby("replicate")}, dtype=float)
+
+
+PER_PARTICIPANT = {
+    # name: (definition, function of the participants frame and the week)
+    "dropped_out": ("1 if dropped out by the end of `week`", lambda p, w: (p.dropout_day <= 7 * w).astype(float)),
+    "adherence": ("completed / prescribed programme sessions", lambda p, w: p.adherence),
+    "programme_minutes": ("mean minutes per week in the programme", lambda p, w: p.minutes_per_week_programme),
+    "follow_up_minutes": ("mean minutes per week in follow-up", lambda p, w: p.minutes_per_week_follow_up),
+    "severity_change_end_programme": ("severity at the end of the programme minus baseline",
+                                      lambda p, w: p.severity_end_programme - p.baseline_severity),
+    "severity_change_end": ("severity at the end of follow-up minus baseline",
+                            lambda p, w: p.severity_end - p.baseline_severity),
+    "cognitive_control_gain": ("cognitive control at the end of the programme minus baseline",
+                               lambda p, w: p.cognitive_control_end_programme - p.cognitive_control),
+    "reward_sensitivity_gain": ("reward sensitivity at the end of the programme minus baseline",
+                                lambda p, w: p.reward_sensitivity_end_programme - p.reward_sensitivity),
+    "self_efficacy_end_programme": ("self-efficacy at the end of the programme",
+                                    lambda p, w: p.self_efficacy_end_programme),
+    "habit_end_programme": ("habit strength at the end of the programme", lambda p, w: p.habit_end_programme),
+    **{t: (f"baseline {t.replace('_', ' ')}", (lambda t: lambda p, w: p[t])(t)) for t in TRAITS},
+}
+
+
+def association(f: Frames, arm: str, x: str, y: str, week: int | None = None) -> pd.Series:
+    """Spearman rho between two per-participant quantities (see PER_PARTICIPANT)."""
+    for name in (x, y):
+        if name not in PER_PARTICIPANT:
+            raise MetricError(f"unknown per-participant quantity {name!r}; allowed: {', '.join(PER_PARTICIPANT)}")
+    wk = week if week is not None else 0
+
+    def rho(d: pd.DataFrame) -> float:
+        xs, ys = PER_PARTICIPANT[x][1](d, wk), PER_PARTICIPANT[y][1](d, wk)
+        ok = xs.notna() & ys.notna()
+        if ok.sum() < 3 or xs[ok].nunique() < 2 or ys[ok].nunique() < 2:
+            return np.nan
+        return stats.spearmanr(xs[ok], ys[ok]).statistic
+
+    return _per_rep(_arm(f.participants, arm), rho)
+
+
+def median_days_to_habit(f: Frames, arm: str, level: float = 0.95) -> pd.Series:
+    """Median over participants of the first day habit reached `level` of its plateau (never = infinite)."""
+    col = f"days_to_habit_{round(100 * level)}"
+    if col not in f.participants.columns:
+        raise MetricError(f"level {level} is not recorded; recorded levels: 0.5, 0.8, 0.9, 0.95")
+    return _per_rep(_arm(f.participants, arm), lambda d: np.median(d[col].fillna(np.inf)))
+
+
+VOCABULARY = {
+    "dropout_rate": dropout_rate, "dropout_difference": dropout_difference, "adherence_rate": adherence_rate,
+    "mean_weekly_minutes": mean_weekly_minutes, "meets_guideline_rate": meets_guideline_rate,
+    "severity_change_pct": severity_change_pct, "response_rate": response_rate, "remission_rate": remission_rate,
+    "relapse_rate": relapse_rate, "effect_size": effect_size,
+    "odds_ratio_depressed_by_activity": odds_ratio_depressed_by_activity, "association": association,
+    "median_days_to_habit": median_days_to_habit,
+}
+METRIC_ARGUMENTS = ("arm", "reference", "week", "x", "y", "level", "remitted_at", "minutes", "window_weeks")
+
+
+def compute(metric: str, frames: Frames, **args) -> pd.Series:
+    """One metric of the vocabulary, one value per replicate; refuses missing or unused arguments."""
+    if metric not in VOCABULARY:
+        raise MetricError(f"unknown metric {metric!r}; allowed: {', '.join(VOCABULARY)}")
+    fn = VOCABULARY[metric]
+    params = inspect.signature(fn).parameters
+    given = {k: v for k, v in args.items() if v is not None}
+    extra = set(given) - set(params)
+    missing = [k for k, p in params.items() if k != "f" and p.default is inspect.Parameter.empty and k not in given]
+    if extra:
+        raise MetricError(f"{metric} does not take {', '.join(sorted(extra))}; it takes "
+                          f"{', '.join(k for k in params if k != 'f')}")
+    if missing:
+        raise MetricError(f"{metric} needs {', '.join(missing)}")
+    return fn(frames, **given)
+
+
+def summarise(values: pd.Series) -> dict[str, float]:
+    """Mean over replicates with the 2.5 and 97.5 percentiles."""
+    v = values.replace([np.inf, -np.inf], np.nan).dropna() if values.dtype.kind == "f" else values.dropna()
+    if v.empty:
+        return {"mean": np.nan, "p2.5": np.nan, "p97.5": np.nan, "replicates": 0}
+    return {"mean": float(v.mean()), "p2.5": float(v.quantile(0.025)), "p97.5": float(v.quantile(0.975)),
+            "replicates": int(len(v))}
+
+
+def evaluate_checks(checks: list[Check], frames: Frames, default_reference: str) -> pd.DataFrame:
     """Each scenario check: the simulated mean over replicates, its 95% interval and pass/fail."""
     rows = []
     for c in checks:
-        t = trial_metrics(participants, daily, outcomes, c.reference or default_reference, c.week)
-        v = t[t.arm == c.arm][CHECK_COLUMN[c.metric]].dropna()
-        mean = v.mean() if len(v) else np.nan
-        rows.append({"id": c.id, "metric": c.metric, "arm": c.arm, "week": c.week, "mean": mean,
-                     "p2.5": v.quantile(0.025) if len(v) else np.nan,
-                     "p97.5": v.quantile(0.975) if len(v) else np.nan,
+        args = {"arm": c.arm, "week": c.week}
+        if c.metric in ("effect_size", "dropout_difference"):
+            args["reference"] = c.reference or default_reference
+        if c.metric == "adherence_rate":
+            args.pop("week")
+        s = summarise(compute(c.metric, frames, **args))
+        rows.append({"id": c.id, "metric": c.metric, "arm": c.arm, "week": c.week, **s,
                      "accept": f"{c.accept[0]:g} to {c.accept[1]:g}",
-                     "passed": bool(c.accept[0] <= mean <= c.accept[1]), "source": c.source})
+                     "passed": bool(c.accept[0] <= s["mean"] <= c.accept[1]), "source": c.source})
     return pd.DataFrame(rows)

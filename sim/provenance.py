@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import platform
 import socket
@@ -27,6 +28,19 @@ def git_state() -> tuple[str, bool]:
         return sha, dirty
     except (OSError, subprocess.SubprocessError):
         return "unknown", False
+
+
+MODEL_MODULES = ("parameters", "scenario", "population", "programme", "dynamics", "model", "records", "runner")
+
+
+@functools.cache
+def model_hash() -> str:
+    """Hash of the source of every module that shapes a run's numbers: a stored run is reused only
+    when this matches, so changing the model never mixes old and new results."""
+    h = hashlib.sha256()
+    for name in MODEL_MODULES:
+        h.update((Path(__file__).with_name(f"{name}.py")).read_bytes())
+    return h.hexdigest()[:16]
 
 
 def code_version() -> str:

@@ -15,12 +15,14 @@ from pathlib import Path
 import pandas as pd
 import sqlalchemy as sa
 
+from sim import provenance
 from sim import store as st
 
 TABLES = {"arm_days": st.arm_days, "participants": st.participants, "participant_weeks": st.participant_weeks}
 
 
-def _run_query(scenario: str | None, batch: int | None, arm: str | None, status: str | None) -> sa.Select:
+def _run_query(scenario: str | None, batch: int | None, arm: str | None, status: str | None,
+               model_hash: str | None = None) -> sa.Select:
     q = (sa.select(st.runs, st.scenarios.c.name.label("scenario"), st.scenarios.c.sha256.label("scenario_sha256"))
          .join(st.scenarios, st.runs.c.scenario_id == st.scenarios.c.id))
     if scenario is not None:  # a name, or a text hash (or its prefix)
@@ -31,24 +33,27 @@ def _run_query(scenario: str | None, batch: int | None, arm: str | None, status:
         q = q.where(st.runs.c.arm == arm)
     if status is not None:
         q = q.where(st.runs.c.status == status)
+    if model_hash is not None:
+        q = q.where(st.runs.c.model_hash == model_hash)
     return q
 
 
 def runs(db: st.Store, scenario: str | None = None, batch: int | None = None, arm: str | None = None,
-         status: str | None = "done") -> pd.DataFrame:
-    """Runs with their provenance, filtered by scenario (name or hash), batch, arm and status."""
+         status: str | None = "done", model_hash: str | None = None) -> pd.DataFrame:
+    """Runs with their provenance, filtered by scenario (name or hash), batch, arm, status and the hash
+    of the model code that made them."""
     with db.engine.connect() as c:
-        return pd.read_sql(_run_query(scenario, batch, arm, status).order_by(st.runs.c.id), c)
+        return pd.read_sql(_run_query(scenario, batch, arm, status, model_hash).order_by(st.runs.c.id), c)
 
 
 def table(db: st.Store, name: str, scenario: str | None = None, batch: int | None = None,
-          arm: str | None = None) -> pd.DataFrame:
+          arm: str | None = None, model_hash: str | None = None) -> pd.DataFrame:
     """One record table ('arm_days', 'participants', 'participant_weeks') for the finished runs selected,
     with scenario, arm, replicate and seed columns in front."""
     if name not in TABLES:
         raise ValueError(f"table {name!r} is not one of {', '.join(TABLES)}")
     t = TABLES[name]
-    sel = _run_query(scenario, batch, arm, "done").subquery()
+    sel = _run_query(scenario, batch, arm, "done", model_hash).subquery()
     q = (sa.select(sel.c.scenario, sel.c.arm, sel.c.replicate, sel.c.seed, *[c for c in t.columns])
          .join(sel, sel.c.id == t.c.run_id).order_by(t.c.run_id))
     with db.engine.connect() as c:
@@ -68,8 +73,11 @@ class ScenarioResults:
     weekly: pd.DataFrame  # empty unless the runs recorded the participant-weekly panel
 
 
-def scenario_results(db: st.Store, sha256: str, replicates: int | None = None) -> ScenarioResults:
-    """All done runs of the scenario with this text hash (replicates below `replicates` if given)."""
+def scenario_results(db: st.Store, sha256: str, replicates: int | None = None,
+                     model_hash: str | None = None) -> ScenarioResults:
+    """Done runs of the scenario with this text hash, made by the current model code unless another
+    `model_hash` is given (replicates below `replicates` if given)."""
+    model_hash = model_hash or provenance.model_hash()
     with db.engine.connect() as c:
         sc = c.execute(sa.select(st.scenarios).where(st.scenarios.c.sha256 == sha256)).one()
 
@@ -77,10 +85,11 @@ def scenario_results(db: st.Store, sha256: str, replicates: int | None = None) -
         df = df if replicates is None else df[df.replicate < replicates]
         return df.drop(columns=list(drop), errors="ignore").reset_index(drop=True)
 
-    return ScenarioResults(name=sc.name, sha256=sha256, text=sc.text, runs=keep(runs(db, sha256), ()),
-                           daily=keep(table(db, "arm_days", sha256)),
-                           participants=keep(table(db, "participants", sha256)),
-                           weekly=keep(table(db, "participant_weeks", sha256)))
+    return ScenarioResults(
+        name=sc.name, sha256=sha256, text=sc.text, runs=keep(runs(db, sha256, model_hash=model_hash), ()),
+        daily=keep(table(db, "arm_days", sha256, model_hash=model_hash)),
+        participants=keep(table(db, "participants", sha256, model_hash=model_hash)),
+        weekly=keep(table(db, "participant_weeks", sha256, model_hash=model_hash)))
 
 
 def export(db: st.Store, out: Path, fmt: str, scenario: str | None = None) -> list[Path]:

@@ -62,6 +62,7 @@ runs = sa.Table(
     sa.Column("seed", sa.String(80), nullable=False),
     sa.Column("status", sa.String(10), nullable=False),  # pending | done | failed
     sa.Column("code_version", sa.String(80)),
+    sa.Column("model_hash", sa.String(16), index=True),
     sa.Column("git_sha", sa.String(40)),
     sa.Column("git_dirty", sa.Boolean),
     sa.Column("packages", sa.Text),
@@ -118,8 +119,9 @@ def resolve_url(url: str | None) -> str:
 
 
 def run_key(scenario_sha: str, arm: str, replicate: int, seed: str) -> str:
-    """Idempotent key of a run: the same scenario text, arm and seed always give the same key."""
-    return hashlib.sha256(f"{scenario_sha}|{arm}|{replicate}|{seed}".encode()).hexdigest()[:32]
+    """Idempotent key of a run: the same scenario text, arm, seed and model code give the same key."""
+    text = f"{scenario_sha}|{arm}|{replicate}|{seed}|{provenance.model_hash()}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def _now() -> dt.datetime:
@@ -254,7 +256,8 @@ class Store:
                 if panel:
                     _bulk_insert(c, participant_weeks, rec.weekly, run_id)
                 c.execute(runs.update().where(runs.c.id == run_id).values(
-                    status="done", batch_id=batch_id, code_version=provenance.code_version(), git_sha=sha,
+                    status="done", batch_id=batch_id, code_version=provenance.code_version(),
+                    model_hash=provenance.model_hash(), git_sha=sha,
                     git_dirty=dirty, packages=provenance.package_versions(), host=provenance.host(),
                     started_at=finished - dt.timedelta(seconds=rec.wall_seconds), finished_at=finished,
                     wall_seconds=rec.wall_seconds, error=None))

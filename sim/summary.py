@@ -34,7 +34,8 @@ def arm_table(sc: Scenario, res: ScenarioResults, week: int, label: str) -> str:
 
 def checks_table(sc: Scenario, res: ScenarioResults) -> str:
     """The scenario's checks against published findings, each ok or OFF."""
-    checks = metrics.evaluate_checks(sc.checks, res.participants, res.daily, sc.outcomes, sc.reference)
+    frames = metrics.Frames(res.participants, res.daily, res.weekly, sc.outcomes)
+    checks = metrics.evaluate_checks(sc.checks, frames, sc.reference)
     lines = ["plausibility against published findings (mean over replicates [95% of replicates]):"]
     for _, c in checks.iterrows():
         lines.append(f"  {'ok ' if c.passed else 'OFF'} {c.id:<28} {c.metric} {c.arm} week {c.week}: "

@@ -162,3 +162,14 @@ def test_bad_command_line_value_exits_2(tiny, capsys):
         cli.main(["run", str(tiny), "--replicates", "0"])
     assert e.value.code == 2
     assert "must be 1 or more" in capsys.readouterr().err
+
+
+def test_runs_of_other_model_code_are_not_reused(tiny, tmp_path, capsys, monkeypatch):
+    from sim import provenance
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    assert _run(capsys, "run", tiny, "--db", url, "--figures", tmp_path)[0] == 0
+    monkeypatch.setattr(provenance, "model_hash", lambda: "changedmodel0000")
+    code, out, _ = _run(capsys, "run", tiny, "--db", url, "--figures", tmp_path)
+    assert code == 0 and "4 runs now, 0 already stored" in out
+    assert _counts(url)["runs"] == 8
+    assert "means over 2 replicate trials" in out  # the summary uses only this code's runs
