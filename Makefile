@@ -6,12 +6,13 @@ SIM   := $(VENV)/bin/sim
 SCENARIO ?= scenarios/standard_prescription.yaml
 SIM_ARGS ?=
 
-.PHONY: run test venv scenarios clean help
+.PHONY: run test venv scenarios validate clean help
 
 help:
 	@echo "make run        run the default scenario ($(SCENARIO)), print the summary, write figures"
 	@echo "make test       run the test suite"
 	@echo "make scenarios  run every scenario in scenarios/"
+	@echo "make validate   check the model against published trials (scenarios/trials/targets.yaml)"
 	@echo "make clean      remove the venv and generated results"
 
 $(VENV)/.installed: pyproject.toml
@@ -35,3 +36,6 @@ test: venv
 
 clean:
 	rm -rf $(VENV) results/*.db results/*.db-* results/figures
+
+validate: venv
+	$(SIM) validate --jobs 2

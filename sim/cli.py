@@ -8,7 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from sim import batch, plots, provenance, results, runner, store, summary
+from sim import batch, metrics, plots, provenance, results, runner, store, summary, validation
 from sim.scenario import LoadedScenario, ScenarioError, load
 
 EXIT_BAD_INPUT = 2
@@ -50,6 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--allow-changed", action="store_true",
                      help="run a scenario file even though it changed since its last batch was interrupted")
 
+    val = sub.add_parser("validate", help="check the model against published findings (a targets file)")
+    val.add_argument("--targets", type=Path, default=validation.DEFAULT_TARGETS, help="targets file "
+                     f"(default {validation.DEFAULT_TARGETS})")
+    val.add_argument("--replicates", type=_positive, help="replicates per scenario (default: per target/scenario)")
+    val.add_argument("--jobs", type=_positive, default=1, help="parallel workers (default 1)")
+    val.add_argument("--executor", choices=runner.EXECUTORS, default="processes")
+    val.add_argument("--db", help=db_help)
+    val.add_argument("--out", type=Path, default=Path("results/validation.md"), help="markdown table to write")
+
     exp = sub.add_parser("export", help="write stored results as parquet or csv files")
     exp.add_argument("--db", help=db_help)
     exp.add_argument("--format", choices=("parquet", "csv"), default="parquet")
@@ -62,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `sim` console script."""
     args = build_parser().parse_args(argv)
     try:
-        return {"run": cmd_run, "export": cmd_export}[args.command](args)
+        return {"run": cmd_run, "validate": cmd_validate, "export": cmd_export}[args.command](args)
     except (BadInput, ScenarioError, store.StoreError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -121,6 +130,32 @@ def _run_one(ls: LoadedScenario, db: store.Store, ex, args, kind: str, command: 
         paths = plots.save(fig, args.figures / f"{sc.name}_outcomes")
         print(f"\nresults: {db.url} (batch {out.batch_id})\nfigure:  {paths[0]} (and .svg)")
     return out.failed
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """`sim validate`: run every scenario a targets file names and check each target; 0 only if all pass."""
+    targets = validation.load_targets(args.targets)
+    db = store.Store(args.db)
+    need = validation.replicates_needed(targets, args.replicates)
+    frames = {}
+    with runner.executor(args.executor, args.jobs) as ex:
+        for name, ls in targets.scenarios.items():
+            out = batch.run_batch(ls, db, ex, need[name], panel=True, executor_name=args.executor,
+                                  command="sim validate")
+            print(f"{ls.scenario.name}: {need[name]} replicates ({out.total - out.skipped} runs now, "
+                  f"{out.skipped} already stored, {out.wall_seconds:.0f} s)", flush=True)
+            res = results.scenario_results(db, ls.sha256, need[name])
+            frames[name] = metrics.Frames(res.participants, res.daily, res.weekly, ls.scenario.outcomes)
+    result = validation.evaluate(targets, frames)
+    print()
+    print(validation.table_text(result))
+    header = (f"Targets: `{args.targets}`; model code `sim {provenance.code_version()}` (model hash "
+              f"{provenance.model_hash()}); results in `{db.url}`; {dt.date.today().isoformat()}. "
+              "Simulated values are means over replicate trials with the 2.5 and 97.5 percentiles.")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(validation.table_markdown(result, header))
+    print(f"\nwritten: {args.out}")
+    return 0 if result.passed.all() else 1
 
 
 def cmd_export(args: argparse.Namespace) -> int:

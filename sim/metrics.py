@@ -270,11 +270,12 @@ def association(f: Frames, arm: str, x: str, y: str, week: int | None = None) ->
 
 
 def median_days_to_habit(f: Frames, arm: str, level: float = 0.95) -> pd.Series:
-    """Median over participants of the first day habit reached `level` of its plateau (never = infinite)."""
+    """Median, over participants who formed a habit, of the first day their habit reached `level` of
+    their own plateau (the highest automaticity they reached; Lally et al. 2010 fit each person's)."""
     col = f"days_to_habit_{round(100 * level)}"
     if col not in f.participants.columns:
         raise MetricError(f"level {level} is not recorded; recorded levels: 0.5, 0.8, 0.9, 0.95")
-    return _per_rep(_arm(f.participants, arm), lambda d: np.median(d[col].fillna(np.inf)))
+    return _per_rep(_arm(f.participants, arm), lambda d: d[col].median())
 
 
 VOCABULARY = {

@@ -17,7 +17,8 @@ from sim.programme import NO_SUPPORT, ArmPlan, form_groups
 from sim.scenario import LoadedScenario, load
 
 
-HABIT_LEVELS = (0.5, 0.8, 0.9, 0.95)  # shares of the habit plateau (H = 1) whose first day is recorded
+HABIT_LEVELS = (0.5, 0.8, 0.9, 0.95)  # shares of each person's own habit plateau whose first day is recorded
+HABIT_FORMED = 0.2  # a plateau below this is "no habit formed" (no day to reach it)
 
 
 class Participant(mesa.Agent):
@@ -91,7 +92,7 @@ class AdherenceModel(mesa.Model):
         self.planned_count = np.zeros(self.n, dtype=int)  # prescribed programme sessions (ITT: dropouts too)
         self.done_count = np.zeros(self.n, dtype=int)
         self.end_of_programme: dynamics.State | None = None
-        self.habit_day = np.full((self.n, len(HABIT_LEVELS)), np.nan)  # first day H reached each level
+        self.habit_history = np.zeros((self.days, self.n), dtype=np.float32)  # H after each day
         out = sc.outcomes
         self._response_factor, self._remission_at = 1.0 - out.response_reduction, out.remission_threshold
         self.daily = np.empty((self.days + 1, 7))  # row 0 = baseline; columns as records.DAILY_COLUMNS
@@ -134,8 +135,7 @@ class AdherenceModel(mesa.Model):
         if day < self.programme_days:
             self.planned_count += x.planned
             self.done_count += st.acted
-        reached = np.isnan(self.habit_day) & (st.H[:, None] >= np.asarray(HABIT_LEVELS))
-        self.habit_day[reached] = day + 1
+        self.habit_history[day] = st.H
         if day == self.programme_days - 1:
             self.end_of_programme = st.copy()
         if day % 7 == 6:
@@ -150,6 +150,18 @@ class AdherenceModel(mesa.Model):
         self.daily[row] = (st.S.mean(), st.S.std(ddof=1), st.enrolled.mean(), st.acted.mean(),
                            st.minutes_done.mean(), np.mean(st.S <= self._response_factor * st.S0),
                            np.mean(st.S <= self._remission_at))
+
+    def days_to_habit(self) -> np.ndarray:
+        """Per person and level: first day habit reached that share of its own plateau (the highest
+        automaticity the person reached, as Lally et al. 2010 fitted each person's asymptote); NaN when
+        no habit formed (plateau below HABIT_FORMED)."""
+        plateau = self.habit_history.max(axis=0)
+        out = np.full((self.n, len(HABIT_LEVELS)), np.nan)
+        for k, level in enumerate(HABIT_LEVELS):
+            reached = self.habit_history >= level * plateau - 1e-7
+            first = reached.argmax(axis=0) + 1.0
+            out[:, k] = np.where(plateau >= HABIT_FORMED, first, np.nan)
+        return out
 
     def run(self) -> "AdherenceModel":
         """Run every day of the programme and follow-up."""

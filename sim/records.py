@@ -63,7 +63,7 @@ def from_model(model: AdherenceModel, replicate: int, seed: str, wall_seconds: f
         "reserve_end_programme": eop.P,
         "cognitive_control_end_programme": control(eop),
         "reward_sensitivity_end_programme": reward(eop),
-        **{col: model.habit_day[:, k] for k, col in enumerate(HABIT_COLUMNS)},
+        **dict(zip(HABIT_COLUMNS, model.days_to_habit().T)),
     })
     weekly = None
     if panel:

@@ -29,11 +29,11 @@ class ScenarioError(Exception):
     def __init__(self, file: str | Path, field: str, value: Any, allowed: str):
         self.file, self.field, self.value, self.allowed = str(file), field, value, allowed
         where = f"{self.file}: {field}" if field else self.file
-        shown = ": " if value is _MISSING else f": got {value!r}; "
+        shown = ": " if value is NO_VALUE else f": got {value!r}; "
         super().__init__(f"{where}{shown}{allowed}")
 
 
-_MISSING = object()
+NO_VALUE = object()
 
 
 def _allows_bool(annotation: Any) -> bool:
@@ -300,6 +300,20 @@ def _loc(loc: tuple) -> str:
     return ".".join(str(p) for p in loc if p not in ("function-after", "function-before"))
 
 
+def error_from_pydantic(file: str | Path, data: Any, exc: ValidationError) -> ScenarioError:
+    """The first validation error as a ScenarioError naming the field path and the bad value."""
+    err = exc.errors()[0]
+    loc = _data_path(data, err["loc"])
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "missing":
+        return ScenarioError(file, _loc(tuple(err["loc"])), NO_VALUE, "required key is missing")
+    ctx = err.get("ctx") or {}
+    if "key" in ctx:  # the error is about one key of this mapping: point at the key itself
+        loc = (*loc, ctx["key"])
+    value = NO_VALUE if err["type"] == "unknown_key" else _value_at(data, loc)
+    return ScenarioError(file, _loc(loc) or "(top level)", value, msg)
+
+
 def _data_path(data: Any, loc: tuple) -> tuple:
     """The part of a pydantic error location that exists in the data (drops union and validator tags)."""
     path = []
@@ -321,7 +335,7 @@ def _value_at(data: Any, loc: tuple) -> Any:
         elif isinstance(data, (list, tuple)) and isinstance(part, int) and part < len(data):
             data = data[part]
         else:
-            return _MISSING
+            return NO_VALUE
     return data
 
 
@@ -362,7 +376,7 @@ def _sessions_needed(s: Scenario, arms: dict[str, Components]) -> None:
             continue
         for comp in ("titration", "support", "priming", "reward_cues"):
             if getattr(arm, comp) is not None:
-                raise _Bad(f"arms.{name}.{comp}", _MISSING, "acts on exercise sessions, so the arm needs a "
+                raise _Bad(f"arms.{name}.{comp}", NO_VALUE, "acts on exercise sessions, so the arm needs a "
                            "prescription (its own, through extends, or from an assign rule)")
 
 
@@ -387,23 +401,14 @@ def _resolve_extends(s: Scenario) -> dict[str, Components]:
 def parse(data: Any, file: str | Path = "<scenario>") -> tuple[Scenario, dict[str, Components]]:
     """Validate already-parsed YAML data into a Scenario and its resolved arms."""
     if data is None:
-        raise ScenarioError(file, "", _MISSING, "the file is empty; a scenario needs at least name, seed, weeks "
+        raise ScenarioError(file, "", NO_VALUE, "the file is empty; a scenario needs at least name, seed, weeks "
                             "and arms")
     if not isinstance(data, dict):
         raise ScenarioError(file, "", type(data).__name__, "the file must hold a mapping of keys (name, seed, ...)")
     try:
         s = Scenario.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
-        loc = _data_path(data, err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "missing":
-            raise ScenarioError(file, _loc(tuple(err["loc"])), _MISSING, "required key is missing") from None
-        ctx = err.get("ctx") or {}
-        if "key" in ctx:  # the error is about one key of this mapping: point at the key itself
-            loc = (*loc, ctx["key"])
-        value = _MISSING if err["type"] == "unknown_key" else _value_at(data, loc)
-        raise ScenarioError(file, _loc(loc) or "(top level)", value, msg) from None
+        raise error_from_pydantic(file, data, e) from None
     try:
         _semantic_checks(s)
         arms = _resolve_extends(s)
@@ -419,16 +424,16 @@ def load(path: str | Path) -> LoadedScenario:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ScenarioError(path, "", _MISSING, "file not found") from None
+        raise ScenarioError(path, "", NO_VALUE, "file not found") from None
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
-        raise ScenarioError(path, "", _MISSING, f"cannot read the file ({e.__class__.__name__})") from None
+        raise ScenarioError(path, "", NO_VALUE, f"cannot read the file ({e.__class__.__name__})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ScenarioError(path, where, _MISSING, f"malformed YAML: {problem}") from None
+        raise ScenarioError(path, where, NO_VALUE, f"malformed YAML: {problem}") from None
     scenario, arms = parse(data, path)
     return LoadedScenario(scenario=scenario, path=str(path), text=text,
                           sha256=hashlib.sha256(text.encode()).hexdigest(), arms=arms)

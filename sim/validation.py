@@ -1,0 +1,160 @@
+"""Targets files (published findings) and their check against simulated trials: `sim validate`.
+
+A targets file holds `targets:`, a list of published findings, each naming a scenario file
+(relative to the targets file), a metric of the vocabulary in sim.metrics with its arguments, the
+published value and the band the simulated mean over replicates must fall in. docs/validation.md
+documents the format.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+import pandas as pd
+import yaml
+from pydantic import Field, ValidationError, model_validator
+
+from sim import metrics
+from sim.scenario import NO_VALUE, LoadedScenario, ScenarioError, Strict, error_from_pydantic, load
+
+DEFAULT_TARGETS = Path("scenarios/trials/targets.yaml")
+
+
+class Target(Strict):
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
+    finding: str = ""
+    source: str = ""
+    scenario: str
+    metric: Literal[tuple(metrics.VOCABULARY)]  # type: ignore[valid-type]
+    arm: str | None = None
+    reference: str | None = None
+    week: Annotated[int | None, Field(ge=0)] = None
+    x: str | None = None
+    y: str | None = None
+    level: Annotated[float | None, Field(gt=0, le=1)] = None
+    remitted_at: Annotated[int | None, Field(ge=0)] = None
+    minutes: Annotated[float | None, Field(ge=0)] = None
+    window_weeks: Annotated[int | None, Field(ge=1)] = None
+    published: float | Literal["positive", "negative"]
+    accept: tuple[float, float]
+    replicates: Annotated[int | None, Field(ge=1, le=100_000)] = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Target":
+        if self.accept[0] > self.accept[1]:
+            raise ValueError(f"accept must be [low, high], got [{self.accept[0]:g}, {self.accept[1]:g}]")
+        params = inspect.signature(metrics.VOCABULARY[self.metric]).parameters
+        given = {k for k in metrics.METRIC_ARGUMENTS if getattr(self, k) is not None}
+        takes = [k for k in params if k != "f"]
+        if extra := given - set(takes):
+            raise ValueError(f"{self.metric} does not take {', '.join(sorted(extra))}; it takes {', '.join(takes)}")
+        if missing := [k for k in takes if params[k].default is inspect.Parameter.empty and k not in given]:
+            raise ValueError(f"{self.metric} needs {', '.join(missing)}")
+        return self
+
+    def arguments(self) -> dict:
+        """The metric's arguments set on this target."""
+        return {k: getattr(self, k) for k in metrics.METRIC_ARGUMENTS if getattr(self, k) is not None}
+
+
+class TargetsFile(Strict):
+    targets: Annotated[list[Target], Field(min_length=1)]
+
+
+@dataclass
+class Targets:
+    """A validated targets file with its scenarios loaded."""
+
+    path: Path
+    targets: list[Target]
+    scenarios: dict[str, LoadedScenario]  # by the target's `scenario` entry
+
+
+def load_targets(path: str | Path) -> Targets:
+    """Read and check a targets file and every scenario it names."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, IsADirectoryError):
+        raise ScenarioError(path, "", NO_VALUE, "targets file not found") from None
+    except yaml.YAMLError as e:
+        raise ScenarioError(path, "", NO_VALUE, f"malformed YAML: {getattr(e, 'problem', e)}") from None
+    try:
+        parsed = TargetsFile.model_validate(data)
+    except ValidationError as e:
+        raise error_from_pydantic(path, data, e) from None
+    ids = [t.id for t in parsed.targets]
+    if dup := next((i for i in ids if ids.count(i) > 1), None):
+        raise ScenarioError(path, "targets", dup, "target ids must be unique")
+    scenarios: dict[str, LoadedScenario] = {}
+    for i, t in enumerate(parsed.targets):
+        if t.scenario not in scenarios:
+            scenarios[t.scenario] = load(path.parent / t.scenario)
+        arms = scenarios[t.scenario].scenario.arms
+        for key in ("arm", "reference"):
+            name = getattr(t, key)
+            if name is not None and name != "all" and name not in arms:
+                raise ScenarioError(path, f"targets.{i}.{key}", name,
+                                    f"not an arm of {t.scenario}; arms: {', '.join(arms)} (or 'all')")
+    return Targets(path=path, targets=parsed.targets, scenarios=scenarios)
+
+
+def replicates_needed(targets: Targets, override: int | None) -> dict[str, int]:
+    """Replicates to run per scenario: the override, else the most any of its targets asks for,
+    else the scenario's own."""
+    need: dict[str, int] = {}
+    for t in targets.targets:
+        n = override or t.replicates or targets.scenarios[t.scenario].scenario.replicates
+        need[t.scenario] = max(need.get(t.scenario, 0), n)
+    return need
+
+
+def evaluate(targets: Targets, frames: dict[str, metrics.Frames]) -> pd.DataFrame:
+    """One row per target: published value, simulated mean and 95% interval over replicates, pass/fail."""
+    rows = []
+    for t in targets.targets:
+        try:
+            s = metrics.summarise(metrics.compute(t.metric, frames[t.scenario], **t.arguments()))
+            note = ""
+        except metrics.MetricError as e:
+            s, note = {"mean": float("nan"), "p2.5": float("nan"), "p97.5": float("nan"), "replicates": 0}, str(e)
+        passed = bool(t.accept[0] <= s["mean"] <= t.accept[1])
+        rows.append({"id": t.id, "metric": t.metric, "published": t.published, **s,
+                     "accept_low": t.accept[0], "accept_high": t.accept[1], "passed": passed,
+                     "finding": t.finding, "source": t.source, "scenario": t.scenario, "note": note})
+    return pd.DataFrame(rows)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, str):
+        return v
+    return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
+
+
+def table_text(result: pd.DataFrame) -> str:
+    """The validation table as aligned text for the terminal."""
+    head = f"{'target':<30}{'published':>10}  {'simulated mean [95% over replicates]':<40}{'accept':<18}result"
+    lines = [head, "-" * len(head)]
+    for _, r in result.iterrows():
+        sim = f"{_fmt(r['mean'])} [{_fmt(r['p2.5'])}, {_fmt(r['p97.5'])}] (n={r.replicates})"
+        lines.append(f"{r.id:<30}{_fmt(r.published):>10}  {sim:<40}{_fmt(r.accept_low) + ' to ' + _fmt(r.accept_high):<18}"
+                     f"{'pass' if r.passed else 'FAIL'}{'  ' + r.note if r.note else ''}")
+    passed = int(result.passed.sum())
+    lines.append(f"\n{passed} of {len(result)} targets pass")
+    return "\n".join(lines)
+
+
+def table_markdown(result: pd.DataFrame, header: str) -> str:
+    """The validation table as a markdown document."""
+    lines = [f"# Validation against published findings\n\n{header}\n",
+             "| id | finding | published | simulated mean [95% over replicates] | accept | result |",
+             "|---|---|---|---|---|---|"]
+    for _, r in result.iterrows():
+        lines.append(f"| {r.id} | {r.finding} ({r.source.split('.')[0]}) | {_fmt(r.published)} | "
+                     f"{_fmt(r['mean'])} [{_fmt(r['p2.5'])}, {_fmt(r['p97.5'])}] (n={r.replicates}) | "
+                     f"{_fmt(r.accept_low)} to {_fmt(r.accept_high)} | {'pass' if r.passed else '**FAIL**'} |")
+    lines.append(f"\n{int(result.passed.sum())} of {len(result)} targets pass.\n")
+    return "\n".join(lines)
