@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from sim.scenario import DEFAULT_TRAITS, TRAITS, Outcomes, Population
+from sim.scenario import TRAITS, Outcomes, Population, trait_bounds
 
 
 @dataclass(frozen=True)
@@ -23,15 +23,6 @@ class Cohort:
     @property
     def n(self) -> int:
         return len(self.subgroup)
-
-
-def _bounds(trait: str, spec, outcomes: Outcomes) -> tuple[float, float]:
-    """A spec's bounds; unset ones fall back to the default spec's, then to the scale's."""
-    default = DEFAULT_TRAITS[trait]
-    top = outcomes.scale_max if trait == "baseline_severity" else 1.0
-    low = next((v for v in (spec.low, default.low) if v is not None), 0.0)
-    high = next((v for v in (spec.high, default.high) if v is not None), top)
-    return low, min(high, top)
 
 
 def draw(pop: Population, outcomes: Outcomes, habit_rate: float, habit_spread: float,
@@ -50,7 +41,7 @@ def draw(pop: Population, outcomes: Outcomes, habit_rate: float, habit_spread: f
         rows = label == g_idx
         for k, trait in enumerate(TRAITS):
             spec = pop.trait_spec(trait, group)
-            low, high = _bounds(trait, spec, outcomes)
+            low, high = trait_bounds(trait, spec, outcomes.scale_max)
             a, b = (low - spec.mean) / spec.sd, (high - spec.mean) / spec.sd
             traits[trait][rows] = stats.truncnorm.ppf(u[rows, k], a, b, loc=spec.mean, scale=spec.sd)
     names = np.array([g.name if g else "all" for g in groups], dtype=object)[label]

@@ -180,6 +180,15 @@ DEFAULT_TRAITS = {
 }
 
 
+def trait_bounds(trait: str, spec: TraitSpec, scale_max: float) -> tuple[float, float]:
+    """A spec's bounds; unset ones fall back to the default spec's, then to the trait's scale."""
+    default = DEFAULT_TRAITS[trait]
+    top = scale_max if trait == "baseline_severity" else 1.0
+    low = next((v for v in (spec.low, default.low) if v is not None), 0.0)
+    high = next((v for v in (spec.high, default.high) if v is not None), top)
+    return max(low, 0.0), min(high, top)
+
+
 class Correlation(Strict):
     between: tuple[TraitName, TraitName]
     r: Annotated[float, Field(ge=-0.95, le=0.95)]
@@ -358,6 +367,17 @@ def _semantic_checks(s: Scenario) -> None:
             raise _Bad(f"checks.{i}.reference", None, "effect_size needs a reference arm")
         if c.week > s.weeks + s.follow_up_weeks:
             raise _Bad(f"checks.{i}.week", c.week, f"must be 0-{s.weeks + s.follow_up_weeks}")
+    pop = s.population
+    where = [("population.traits", None, pop.traits)] + [
+        (f"population.subgroups.{i}.traits", g, g.traits) for i, g in enumerate(pop.subgroups)]
+    for path, group, traits in where:
+        for trait in TRAITS:
+            spec = pop.trait_spec(trait, group)
+            low, high = trait_bounds(trait, spec, s.outcomes.scale_max)
+            if low >= high:
+                raise _Bad(f"{path}.{trait}", {"low": spec.low, "high": spec.high},
+                           f"with the defaults and the scale filled in, the bounds are {low:g} to {high:g}: "
+                           "low must be below high (set both)")
     try:
         parameters.resolve(s.parameters)
     except parameters.ParameterError as e:
