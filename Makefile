@@ -6,13 +6,14 @@ SIM   := $(VENV)/bin/sim
 SCENARIO ?= scenarios/standard_prescription.yaml
 SIM_ARGS ?=
 
-.PHONY: run test venv scenarios validate clean help
+.PHONY: run test venv scenarios validate calibrate clean help
 
 help:
 	@echo "make run        run the default scenario ($(SCENARIO)), print the summary, write figures"
 	@echo "make test       run the test suite"
 	@echo "make scenarios  run every scenario in scenarios/"
 	@echo "make validate   check the model against published trials (scenarios/trials/targets.yaml)"
+	@echo "make calibrate  fit the free parameters to those targets (Optuna; ~15 min)"
 	@echo "make clean      remove the venv and generated results"
 
 $(VENV)/.installed: pyproject.toml
@@ -39,3 +40,7 @@ clean:
 
 validate: venv
 	$(SIM) validate --jobs 2
+
+calibrate: venv
+	$(PY) -m pip install --quiet -e '.[calibrate]'
+	$(PY) -m sim.calibration --trials 120 --replicates 12 --jobs 2 --out results/calibration.json

@@ -1,0 +1,173 @@
+"""The metric vocabulary against direct computations, targets files, and `sim validate` end to end."""
+
+from __future__ import annotations
+
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from sim import cli, metrics, runner, scenario, validation
+from sim.calibration import frames_of, target_loss
+
+TRIAL = textwrap.dedent("""\
+    name: small_trial
+    seed: 3
+    replicates: 3
+    weeks: 8
+    follow_up_weeks: 4
+    population: {size: 120}
+    arms:
+      usual_care: {}
+      exercise:
+        prescription: {sessions_per_week: 3, minutes: 40, intensity: 0.6}
+        support: {kind: class, level: 0.6}
+    """)
+
+
+@pytest.fixture(scope="module")
+def trial(tmp_path_factory):
+    path = tmp_path_factory.mktemp("val") / "small_trial.yaml"
+    path.write_text(TRIAL)
+    loaded = scenario.load(path)
+    with runner.executor("serial") as ex:
+        return loaded, frames_of(loaded, 3, ex)
+
+
+def test_metrics_match_direct_computation(trial):
+    _, f = trial
+    p, w = f.participants, f.weekly
+    ex = p[p.arm == "exercise"]
+    expected = ex.groupby("replicate").apply(lambda d: (d.dropout_day <= 56).mean(), include_groups=False)
+    np.testing.assert_allclose(metrics.compute("dropout_rate", f, arm="exercise", week=8), expected)
+    # effect size from daily aggregates equals Hedges g on the individual severities
+    g = metrics.compute("effect_size", f, arm="exercise", reference="usual_care", week=8)
+    for rep in range(3):
+        a = w[(w.arm == "exercise") & (w.replicate == rep) & (w.week == 8)].severity
+        b = w[(w.arm == "usual_care") & (w.replicate == rep) & (w.week == 8)].severity
+        assert g[rep] == pytest.approx(metrics.hedges_g(a.values, b.values)[0], rel=1e-9)
+        assert g[rep] > 0
+    # severity change from aggregates equals the change of individual means
+    chg = metrics.compute("severity_change_pct", f, arm="exercise", week=8)
+    e0 = w[(w.arm == "exercise") & (w.week == 0)].groupby("replicate").severity.mean()
+    e8 = w[(w.arm == "exercise") & (w.week == 8)].groupby("replicate").severity.mean()
+    np.testing.assert_allclose(chg, 100 * (e8 / e0 - 1))
+    remit = metrics.compute("remission_rate", f, arm="exercise", week=8)
+    np.testing.assert_allclose(remit, w[(w.arm == "exercise") & (w.week == 8)].groupby("replicate")
+                               .severity.apply(lambda s: (s <= 7).mean()))
+    # relapse: of those remitted at week 4, the share not remitted at week 12
+    wide = w[w.arm == "exercise"].pivot_table(index=["replicate", "pid"], columns="week", values="severity")
+    rel = metrics.compute("relapse_rate", f, arm="exercise", remitted_at=4, week=12)
+    for rep in range(3):
+        r = wide.loc[rep]
+        assert rel[rep] == pytest.approx(((r[4] <= 7) & (r[12] > 7)).sum() / (r[4] <= 7).sum())
+    # association is a Spearman rho per replicate
+    rho = metrics.compute("association", f, arm="exercise", x="baseline_severity", y="adherence")
+    d0 = ex[ex.replicate == 0]
+    assert rho[0] == pytest.approx(stats.spearmanr(d0.baseline_severity, d0.adherence).statistic)
+    assert metrics.compute("dropout_difference", f, arm="exercise", reference="usual_care", week=8).gt(0).all()
+    assert metrics.compute("adherence_rate", f, arm="exercise").between(0.3, 1).all()
+    assert metrics.compute("mean_weekly_minutes", f, arm="usual_care", week=4).eq(0).all()
+    assert metrics.compute("meets_guideline_rate", f, arm="exercise", week=8, window_weeks=4, minutes=60).gt(0).all()
+    odds = metrics.compute("odds_ratio_depressed_by_activity", f, arm="all", week=8, minutes=60, window_weeks=4)
+    assert (odds < 1).mean() >= 2 / 3  # the active are less often depressed
+    assert metrics.compute("median_days_to_habit", f, arm="exercise", level=0.95).between(7, 84).all()
+
+
+def test_metric_arguments_are_checked(trial):
+    _, f = trial
+    with pytest.raises(metrics.MetricError, match="needs reference"):
+        metrics.compute("effect_size", f, arm="exercise", week=8)
+    with pytest.raises(metrics.MetricError, match="does not take x"):
+        metrics.compute("dropout_rate", f, arm="exercise", week=8, x="adherence")
+    with pytest.raises(metrics.MetricError, match="unknown metric"):
+        metrics.compute("joy", f)
+    with pytest.raises(metrics.MetricError, match="outside the run"):
+        metrics.compute("response_rate", f, arm="exercise", week=40)
+    empty = metrics.Frames(f.participants, f.daily, f.weekly.iloc[0:0], f.outcomes)
+    with pytest.raises(metrics.MetricError, match="participants-weekly"):
+        metrics.compute("relapse_rate", empty, arm="exercise", remitted_at=4, week=8)
+
+
+def _targets(tmp_path, body: str):
+    (tmp_path / "small_trial.yaml").write_text(TRIAL)
+    path = tmp_path / "targets.yaml"
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+GOOD = """\
+    targets:
+      - id: dropout_some
+        finding: some people drop out
+        source: test
+        scenario: small_trial.yaml
+        metric: dropout_rate
+        arm: exercise
+        week: 8
+        published: 0.2
+        accept: [0.0, 0.9]
+      - id: exercise_helps
+        scenario: small_trial.yaml
+        metric: effect_size
+        arm: exercise
+        reference: usual_care
+        week: 8
+        published: positive
+        accept: [0.05, 5]
+        replicates: 2
+    """
+
+
+def test_validate_passes_writes_markdown_and_exits_0(tmp_path, capsys):
+    path = _targets(tmp_path, GOOD)
+    out = tmp_path / "validation.md"
+    code = cli.main(["validate", "--targets", str(path), "--db", f"sqlite:///{tmp_path / 'v.db'}",
+                     "--out", str(out)])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    assert "2 of 2 targets pass" in text and "dropout_some" in text
+    md = out.read_text()
+    assert "| exercise_helps |" in md and "model hash" in md
+
+
+def test_validate_exits_1_when_a_target_fails(tmp_path, capsys):
+    path = _targets(tmp_path, GOOD.replace("accept: [0.0, 0.9]", "accept: [0.95, 1.0]"))
+    code = cli.main(["validate", "--targets", str(path), "--db", f"sqlite:///{tmp_path / 'v.db'}",
+                     "--out", str(tmp_path / "v.md"), "--replicates", "2"])
+    assert code == 1 and "FAIL" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("change, field, fragment", [
+    (("metric: dropout_rate", "metric: happiness"), "targets.0.metric", "Input should be"),
+    (("arm: exercise\n        week: 8\n        published: 0.2", "arm: gym\n        week: 8\n        published: 0.2"),
+     "targets.0.arm", "not an arm of small_trial.yaml"),
+    (("        reference: usual_care\n", ""), "targets.1", "effect_size needs reference"),
+    (("accept: [0.0, 0.9]", "accept: [0.9, 0.0]"), "targets.0", "accept must be [low, high]"),
+    (("scenario: small_trial.yaml\n        metric: dropout_rate", "scenario: nope.yaml\n        metric: dropout_rate"),
+     "", "file not found"),
+    (("published: 0.2", "published: 0.2\n        colour: red"), "targets.0.colour", "unknown key"),
+])
+def test_bad_targets_file_exits_2(tmp_path, capsys, change, field, fragment):
+    path = _targets(tmp_path, GOOD.replace(*change))
+    code = cli.main(["validate", "--targets", str(path), "--db", f"sqlite:///{tmp_path / 'v.db'}"])
+    err = capsys.readouterr().err
+    assert code == 2 and fragment in err and "Traceback" not in err
+    assert field in err
+
+
+def test_calibration_loss_is_zero_at_the_published_value():
+    t = validation.Target(id="x", scenario="s.yaml", metric="dropout_rate", arm="a", week=1, published=0.2,
+                          accept=[0.1, 0.3])
+    assert target_loss(t, 0.2) == 0 and target_loss(t, 0.3) == pytest.approx(1.0)
+    d = validation.Target(id="y", scenario="s.yaml", metric="dropout_rate", arm="a", week=1, published="positive",
+                          accept=[0.05, 1.0])
+    assert target_loss(d, 0.5) == 0 and target_loss(d, -0.425) == pytest.approx(1.0)
+
+
+def test_the_project_targets_file_is_valid():
+    targets = validation.load_targets(validation.DEFAULT_TARGETS)
+    assert len(targets.targets) == 10 and len(targets.scenarios) == 6
+    assert pd.Series([t.id for t in targets.targets]).is_unique
