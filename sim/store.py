@@ -264,6 +264,10 @@ class Store:
             return True
         except IntegrityError:  # another process inserted the same run key at the same moment
             return False
+        except OperationalError as e:
+            raise StoreError(f"could not write run {rec.arm}/{rec.replicate} to {self.url!r}: {e.orig} "
+                             "(another process may hold the database for too long); nothing of this run was "
+                             "stored; run the same command again to resume") from None
 
     def save_failure(self, key: str, scenario_id: int, batch_id: int, arm: str, replicate: int, seed: str,
                      error: str) -> None:
