@@ -6,7 +6,7 @@ SIM   := $(VENV)/bin/sim
 SCENARIO ?= scenarios/standard_prescription.yaml
 SIM_ARGS ?=
 
-.PHONY: run test venv scenarios validate calibrate clean help
+.PHONY: run test venv scenarios validate calibrate bench clean help
 
 help:
 	@echo "make run        run the default scenario ($(SCENARIO)), print the summary, write figures"
@@ -44,3 +44,6 @@ validate: venv
 calibrate: venv
 	$(PY) -m pip install --quiet -e '.[calibrate]'
 	$(PY) -m sim.calibration --trials 120 --replicates 12 --jobs 2 --out results/calibration.json
+
+bench: venv
+	$(PY) benchmarks/bench.py
