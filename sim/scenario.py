@@ -312,19 +312,18 @@ def _loc(loc: tuple) -> str:
 def error_from_pydantic(file: str | Path, data: Any, exc: ValidationError) -> ScenarioError:
     """The first validation error as a ScenarioError naming the field path and the bad value."""
     err = exc.errors()[0]
-    loc = _data_path(data, err["loc"])
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "missing":
         return ScenarioError(file, _loc(tuple(err["loc"])), NO_VALUE, "required key is missing")
     ctx = err.get("ctx") or {}
-    if "key" in ctx:  # the error is about one key of this mapping: point at the key itself
-        loc = (*loc, ctx["key"])
-    value = NO_VALUE if err["type"] == "unknown_key" else _value_at(data, loc)
-    return ScenarioError(file, _loc(loc) or "(top level)", value, msg)
+    # point at the key itself when the error is about one key of a mapping
+    loc, value = _walk(data, (*err["loc"], ctx["key"]) if "key" in ctx else err["loc"])
+    return ScenarioError(file, _loc(loc) or "(top level)", NO_VALUE if err["type"] == "unknown_key" else value, msg)
 
 
-def _data_path(data: Any, loc: tuple) -> tuple:
-    """The part of a pydantic error location that exists in the data (drops union and validator tags)."""
+def _walk(data: Any, loc: tuple) -> tuple[tuple, Any]:
+    """Follow a pydantic error location through the data, skipping the parts that are not in it
+    (union members, validator tags); returns the path that exists and the value at its end."""
     path = []
     for part in loc:
         if isinstance(data, dict) and part in data:
@@ -334,18 +333,7 @@ def _data_path(data: Any, loc: tuple) -> tuple:
         else:
             continue
         path.append(part)
-    return tuple(path)
-
-
-def _value_at(data: Any, loc: tuple) -> Any:
-    for part in loc:
-        if isinstance(data, dict) and part in data:
-            data = data[part]
-        elif isinstance(data, (list, tuple)) and isinstance(part, int) and part < len(data):
-            data = data[part]
-        else:
-            return NO_VALUE
-    return data
+    return tuple(path), data
 
 
 def _semantic_checks(s: Scenario) -> None:

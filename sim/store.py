@@ -60,7 +60,7 @@ runs = sa.Table(
     sa.Column("arm", sa.String(80), nullable=False),
     sa.Column("replicate", sa.Integer, nullable=False),
     sa.Column("seed", sa.String(80), nullable=False),
-    sa.Column("status", sa.String(10), nullable=False),  # pending | done | failed
+    sa.Column("status", sa.String(10), nullable=False),  # running | done | failed
     sa.Column("code_version", sa.String(80)),
     sa.Column("model_hash", sa.String(16), index=True),
     sa.Column("git_sha", sa.String(40)),
