@@ -5,11 +5,20 @@ PY    := $(VENV)/bin/python
 SIM   := $(VENV)/bin/sim
 SCENARIO ?= scenarios/standard_prescription.yaml
 SIM_ARGS ?=
+# make run records the weekly panel so that every figure of the report can be drawn
+RECORD ?= participants-weekly
+# the scenario's name is its file's stem; DB=URL points run, report and plots at another store
+NAME  := $(basename $(notdir $(SCENARIO)))
+REPORT ?= results/report.html
+DB ?=
+DB_ARG := $(if $(DB),--db $(DB))
 
-.PHONY: run test venv scenarios validate calibrate bench clean help
+.PHONY: run test venv scenarios validate calibrate bench clean help plots report
 
 help:
-	@echo "make run        run the default scenario ($(SCENARIO)), print the summary, write figures"
+	@echo "make run        run the default scenario ($(SCENARIO)), print the summary, write the report"
+	@echo "make report     write $(REPORT) for $(NAME) from the results store (one self-contained HTML file)"
+	@echo "make plots      write every figure of $(NAME) as PNG and SVG into results/figures"
 	@echo "make test       run the test suite"
 	@echo "make scenarios  run every scenario in scenarios/"
 	@echo "make validate   check the model against published trials (scenarios/trials/targets.yaml)"
@@ -27,7 +36,14 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 run: venv
-	$(SIM) run $(SCENARIO) $(SIM_ARGS)
+	$(SIM) run $(SCENARIO) $(DB_ARG) --record $(RECORD) $(SIM_ARGS)
+	$(SIM) report --scenario $(NAME) $(DB_ARG) --out $(REPORT)
+
+report: venv
+	$(SIM) report --scenario $(NAME) $(DB_ARG) --out $(REPORT)
+
+plots: venv
+	$(SIM) report --scenario $(NAME) $(DB_ARG) --figures results/figures
 
 scenarios: venv
 	$(SIM) run scenarios/*.yaml $(SIM_ARGS)
@@ -36,7 +52,7 @@ test: venv
 	$(PY) -m pytest
 
 clean:
-	rm -rf $(VENV) results/*.db results/*.db-* results/figures
+	rm -rf $(VENV) results/*.db results/*.db-* results/figures results/report.html
 
 validate: venv
 	$(SIM) validate --jobs 2

@@ -8,7 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from sim import batch, metrics, plots, provenance, results, runner, store, summary, validation
+from sim import batch, metrics, plots, provenance, report, results, runner, store, summary, validation
 from sim.scenario import LoadedScenario, ScenarioError, load
 
 EXIT_BAD_INPUT = 2
@@ -64,6 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--format", choices=("parquet", "csv"), default="parquet")
     exp.add_argument("--out", type=Path, required=True, help="folder to write into")
     exp.add_argument("--scenario", help="only this scenario (name or text hash)")
+
+    rep = sub.add_parser("report", help="write one self-contained HTML report of stored results (and figures)")
+    rep.add_argument("--db", help=db_help)
+    rep.add_argument("--batch", type=_positive, action="append", default=[],
+                     help="report this batch (repeatable; default: the most recent batch)")
+    rep.add_argument("--scenario", action="append", default=[],
+                     help="report this scenario (name or text hash) as of its latest batch (repeatable)")
+    rep.add_argument("--out", type=Path, help=f"HTML file to write (default {report.DEFAULT_OUT}, "
+                                              "unless only --figures is given)")
+    rep.add_argument("--figures", type=Path, help="also save every figure as PNG and SVG into this folder")
     return parser
 
 
@@ -71,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `sim` console script."""
     args = build_parser().parse_args(argv)
     try:
-        return {"run": cmd_run, "validate": cmd_validate, "export": cmd_export}[args.command](args)
+        return {"run": cmd_run, "validate": cmd_validate, "export": cmd_export,
+                "report": cmd_report}[args.command](args)
     except (BadInput, ScenarioError, store.StoreError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -163,6 +174,25 @@ def cmd_export(args: argparse.Namespace) -> int:
     db = store.Store(args.db)
     for path in results.export(db, args.out, args.format, args.scenario):
         print(path)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """`sim report`: the HTML report (and figures) of the batches or scenarios asked for, else the latest batch."""
+    out = args.out or (None if args.figures else report.DEFAULT_OUT)
+    try:
+        if out is not None:
+            report.check_writable(out)
+        db = store.Store(args.db)
+        sections = report.select(db, args.batch, args.scenario)
+        if args.figures is not None:
+            paths = report.save_figures(sections, args.figures)
+            print(f"figures: {len(paths) // 2} figures as PNG and SVG in {args.figures}")
+        if out is not None:
+            report.write(report.build(sections, db.url), out)
+            print(f"report:  {out}")
+    except report.ReportError as e:
+        raise BadInput(str(e)) from None
     return 0
 
 

@@ -118,9 +118,10 @@ def resolve_url(url: str | None) -> str:
     return url or os.environ.get("SIM_DB_URL") or DEFAULT_URL
 
 
-def run_key(scenario_sha: str, arm: str, replicate: int, seed: str) -> str:
-    """Idempotent key of a run: the same scenario text, arm, seed and model code give the same key."""
-    text = f"{scenario_sha}|{arm}|{replicate}|{seed}|{provenance.model_hash()}"
+def run_key(scenario_sha: str, arm: str, replicate: int, seed: str, model_hash: str | None = None) -> str:
+    """Idempotent key of a run: the same scenario text, arm, seed and model code (default: this code's) give
+    the same key."""
+    text = f"{scenario_sha}|{arm}|{replicate}|{seed}|{model_hash or provenance.model_hash()}"
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 

@@ -1,0 +1,300 @@
+"""`sim report`: one self-contained HTML file with sections, tables, embedded figures and provenance;
+partial data (pending or failed runs, an arm with no runs or all dropped out, one replicate, no panel)
+gives a report that says what is missing; bad input exits 2. Also the completers analysis."""
+
+from __future__ import annotations
+
+import base64
+import textwrap
+from html.parser import HTMLParser
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from sim import cli, metrics, provenance, report, results, store
+
+TINY = textwrap.dedent("""\
+    # Question: a tiny trial for report tests
+    name: tiny
+    seed: 7
+    replicates: 2
+    weeks: 4
+    follow_up_weeks: 2
+    population: {size: 30}
+    arms:
+      usual_care: {}
+      exercise:
+        prescription: {sessions_per_week: 3, minutes: 30, intensity: 0.5}
+        support: {kind: partner}
+    checks:
+      - {id: some_dropout, metric: dropout_rate, arm: exercise, week: 4, accept: [0, 1]}
+    """)
+OTHER = TINY.replace("name: tiny", "name: other").replace("seed: 7", "seed: 8")
+
+
+class Parsed(HTMLParser):
+    """Section ids, tables, images, headings and text of an HTML page (stdlib parser only)."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.ids, self.tables, self.images, self.external, self.text = set(), 0, [], [], []
+        self.headings: list[str] = []
+        self._in_heading = False
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if "id" in a:
+            self.ids.add(a["id"])
+        if tag == "table":
+            self.tables += 1
+        if tag == "img":
+            self.images.append(a.get("src", ""))
+        if tag in ("script", "link") or (tag == "img" and not a.get("src", "").startswith("data:")):
+            self.external.append(tag)
+        self._in_heading = tag in ("h1", "h2", "h3", "h4")
+
+    def handle_endtag(self, tag):
+        if tag in ("h1", "h2", "h3", "h4"):
+            self._in_heading = False
+
+    def handle_data(self, data):
+        self.text.append(data)
+        if self._in_heading:
+            self.headings.append(data.strip())
+
+    @property
+    def all_text(self) -> str:
+        return " ".join(self.text)
+
+
+def _run(capsys, *args) -> tuple[int, str, str]:
+    code = cli.main(list(map(str, args)))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory):
+    """A store with the tiny scenario (weekly panel) and another scenario, one batch each."""
+    d = tmp_path_factory.mktemp("store")
+    (d / "tiny.yaml").write_text(TINY)
+    (d / "other.yaml").write_text(OTHER)
+    url = f"sqlite:///{d / 'r.db'}"
+    for name in ("tiny", "other"):
+        assert cli.main(["run", str(d / f"{name}.yaml"), "--db", url, "--figures", str(d / "fig"),
+                         "--record", "participants-weekly", "--jobs", "1"]) == 0
+    return url
+
+
+def _report(capsys, url: str, out, *args) -> tuple[int, Parsed | None, str, str]:
+    code, so, se = _run(capsys, "report", "--db", url, "--out", out, *args)
+    return code, (Parsed(out.read_text()) if code == 0 else None), so, se
+
+
+def test_report_is_one_self_contained_file_with_sections_tables_figures_provenance(stored, tmp_path, capsys):
+    out = tmp_path / "sub" / "report.html"
+    code, page, so, se = _report(capsys, stored, out, "--scenario", "tiny")
+    assert code == 0, se
+    assert str(out) in so
+    assert not page.external  # no scripts, stylesheets or images from elsewhere
+    a = "s0-tiny"
+    for part in ("", "-missing", "-runs", "-tables", "-figures", "-scenario", "-provenance"):
+        assert a + part in page.ids
+    assert "definitions" in page.ids
+    # the figures, each an embedded PNG
+    figs = [i for i in page.ids if i.startswith(f"{a}-fig-")]
+    assert {f"{a}-fig-{k}" for k in report.FIGURES} == set(figs)
+    assert len(page.images) == len(report.FIGURES)
+    for src in page.images:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    text = page.all_text
+    assert "could not be drawn" not in text and "Not shown" not in text
+    # tables: runs, ITT at end of programme and follow-up, completers, relapse, checks, provenance, definitions
+    assert page.tables >= 8
+    for heading in ("End of programme (week 4), intention to treat", "End of follow-up (week 6), intention to treat",
+                    "End of programme (week 4), completers", "Relapse after the programme",
+                    "Checks against published findings"):
+        assert heading in page.headings
+    assert "some_dropout" in text and "Hedges g" in text
+    # the scenario file's text, and provenance
+    assert "# Question: a tiny trial for report tests" in text and "support: {kind: partner}" in text
+    runs = results.runs(store.Store(stored), "tiny")
+    for expected in (runs.code_version.iloc[0], runs.model_hash.iloc[0], runs.git_sha.iloc[0], "7/0", "7/1",
+                     "numpy", "mesa", f"{runs.batch_id.iloc[0]}", "s of compute"):
+        assert expected in text, expected
+    assert "Complete:" in text
+
+
+def test_default_is_the_latest_batch_and_several_scenarios_get_a_forest_across(stored, tmp_path, capsys):
+    code, page, _, se = _report(capsys, stored, tmp_path / "r.html")
+    assert code == 0, se
+    assert "s0-other" in page.ids and "s0-tiny" not in page.ids  # 'other' ran last
+    code, page, _, se = _report(capsys, stored, tmp_path / "r2.html", "--scenario", "tiny", "--batch", "2")
+    assert code == 0, se
+    assert {"s0-other", "s1-tiny", "across", "across-forest"} <= page.ids  # batches first, then scenarios
+    assert len(page.images) == 2 * len(report.FIGURES) + 1
+
+
+def test_figures_folder_gets_png_and_svg(stored, tmp_path, capsys):
+    code, so, se = _run(capsys, "report", "--db", stored, "--scenario", "tiny", "--figures", tmp_path / "figs")
+    assert code == 0, se
+    names = {p.name for p in (tmp_path / "figs").iterdir()}
+    for key in report.FIGURES:
+        assert {f"tiny_{key}.png", f"tiny_{key}.svg"} <= names
+    assert not (tmp_path / "report.html").exists()  # only figures were asked for
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--batch", "99"), "batch 99 is not in"),
+    (("--scenario", "nosuch"), "scenario 'nosuch' has no batch"),
+])
+def test_unknown_batch_or_scenario_exits_2(stored, tmp_path, capsys, args, message):
+    code, _, _, se = _report(capsys, stored, tmp_path / "r.html", *args)
+    assert code == 2 and message in se and "tiny" in se and "Traceback" not in se
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_unwritable_out_path_exits_2(stored, tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    for bad in (tmp_path, tmp_path / "afile" / "report.html"):
+        code, _, _, se = _report(capsys, stored, bad, "--scenario", "tiny")
+        assert code == 2 and str(bad) in se and "Traceback" not in se
+    assert (tmp_path / "afile").read_text() == "x"
+
+
+def test_empty_store_exits_2(tmp_path, capsys):
+    code, _, _, se = _report(capsys, f"sqlite:///{tmp_path / 'empty.db'}", tmp_path / "r.html")
+    assert code == 2 and "no batches" in se
+
+
+def test_run_key_of_another_model_hash_differs_from_this_codes():
+    assert store.run_key("abc", "arm", 3, "7/3", provenance.model_hash()) == store.run_key("abc", "arm", 3, "7/3")
+    assert store.run_key("abc", "arm", 3, "7/3", "0" * 16) != store.run_key("abc", "arm", 3, "7/3")
+
+
+# ---------------------------------------------------------------- partial data
+
+@pytest.fixture
+def tiny_file(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY)
+    return path
+
+
+def test_no_panel_and_one_replicate_are_said_not_crashed(tiny_file, tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    assert _run(capsys, "run", tiny_file, "--db", url, "--figures", tmp_path, "--replicates", "1")[0] == 0
+    code, page, _, se = _report(capsys, url, tmp_path / "r.html")
+    assert code == 0, se
+    text = page.all_text
+    assert "No per-participant weekly panel" in text and "Only one replicate" in text
+    assert "Individual trajectories: not available" in text  # the figure's place says why
+    assert "Relapse needs the per-participant weekly panel" in text
+    assert "could not be drawn" not in text
+    assert len(page.images) == len(report.FIGURES) - 1
+
+
+def test_pending_and_failed_runs_of_an_unfinished_batch(tiny_file, tmp_path, capsys):
+    from sim.scenario import load
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    assert _run(capsys, "run", tiny_file, "--db", url, "--figures", tmp_path, "--record", "participants-weekly")[0] == 0
+    db = store.Store(url)
+    loaded = load(tiny_file)
+    sid = db.add_scenario(loaded)
+    bid = db.start_batch(sid, 3, command="sim run tiny.yaml --replicates 3")  # started, never finished
+    db.save_failure(store.run_key(loaded.sha256, "exercise", 2, "7/2"), sid, bid, "exercise", 2, "7/2",
+                    "RuntimeError: the worker died")
+    code, page, _, se = _report(capsys, url, tmp_path / "r.html")
+    assert code == 0, se
+    text = page.all_text
+    assert f"Batch {bid}" in text and "has not finished" in text
+    assert "4 of 6 runs" in text
+    assert "Arm exercise: 1 run(s) failed (replicates 2); error: RuntimeError: the worker died" in text
+    assert "Arm usual_care: 1 run(s) not stored" in text
+    assert len(page.images) == len(report.FIGURES)  # the stored runs are still shown
+
+
+def test_an_arm_without_finished_runs(tiny_file, tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    assert _run(capsys, "run", tiny_file, "--db", url, "--figures", tmp_path, "--record", "participants-weekly")[0] == 0
+    eng = sa.create_engine(url)
+    with eng.begin() as c:
+        c.execute(sa.update(store.runs).where(store.runs.c.arm == "exercise").values(status="failed", error="boom"))
+    eng.dispose()
+    code, page, _, se = _report(capsys, url, tmp_path / "r.html")
+    assert code == 0, se
+    text = page.all_text
+    assert "Arm exercise has no finished runs" in text and "2 run(s) failed" in text
+    assert "Heterogeneity: needs the reference arm" in text
+    assert "could not be drawn" not in text
+
+
+def test_an_arm_where_everyone_dropped_out(stored, tmp_path):
+    db = store.Store(stored)
+    sections = report.select(db, scenarios=["tiny"])
+    s = sections[0]
+    p = s.res.participants
+    p.loc[p.arm == "exercise", "dropout_day"] = 3.0
+    s.notes = report.missing_notes(s)
+    page = Parsed(report.build(sections, db.url))
+    text = page.all_text
+    assert "In arm exercise every participant had dropped out by the end of the programme" in text
+    assert "0 / 30" in text  # completers / randomised
+    assert "could not be drawn" not in text
+    assert len(page.images) == len(report.FIGURES)
+
+
+def test_write_is_atomic_and_refuses_a_folder(tmp_path):
+    out = tmp_path / "r.html"
+    report.write("<html>one</html>", out)
+    report.write("<html>two</html>", out)
+    assert out.read_text() == "<html>two</html>" and [p.name for p in tmp_path.iterdir()] == ["r.html"]
+    with pytest.raises(report.ReportError, match="is a folder"):
+        report.write("x", tmp_path)
+
+
+# ---------------------------------------------------------------- completers
+
+@pytest.fixture(scope="module")
+def frames(stored):
+    res = results.scenario_results(store.Store(stored), results.runs(store.Store(stored), "tiny").scenario_sha256[0])
+    from sim.scenario import parse
+    import yaml
+    sc, _ = parse(yaml.safe_load(res.text))
+    return sc, res
+
+
+def test_completers_without_dropouts_equal_intention_to_treat(frames):
+    sc, res = frames
+    nobody = res.participants.assign(dropout_day=np.nan)
+    for week in (sc.weeks, sc.weeks + sc.follow_up_weeks, 2):
+        itt = metrics.trial_metrics(nobody, res.daily, sc.outcomes, sc.reference, week)
+        comp = metrics.trial_metrics(nobody, res.daily, sc.outcomes, sc.reference, week, completers=True,
+                                     weekly=res.weekly, programme_weeks=sc.weeks)
+        cols = ["severity", "baseline", "change", "response", "remission", "g", "g_low", "g_high", "p", "n"]
+        pd.testing.assert_frame_equal(itt[cols].reset_index(drop=True), comp[cols].reset_index(drop=True),
+                                      check_dtype=False, rtol=1e-9)
+
+
+def test_completers_leave_out_dropouts(frames):
+    sc, res = frames
+    p = res.participants
+    comp = metrics.trial_metrics(p, res.daily, sc.outcomes, sc.reference, sc.weeks, completers=True,
+                                 programme_weeks=sc.weeks)
+    kept = (~(p.dropout_day <= 7 * sc.weeks)).groupby([p.arm, p.replicate]).sum()
+    assert comp.set_index(["arm", "replicate"]).n.to_dict() == kept.to_dict()
+    assert (comp.randomised == 30).all()
+    mine = p[(p.arm == "exercise") & (p.replicate == 0) & ~(p.dropout_day <= 7 * sc.weeks)]
+    row = comp[(comp.arm == "exercise") & (comp.replicate == 0)].iloc[0]
+    assert row.severity == pytest.approx(mine.severity_end_programme.mean())
+
+
+def test_completers_at_a_week_without_panel_is_refused(frames):
+    sc, res = frames
+    with pytest.raises(metrics.MetricError, match="weekly panel"):
+        metrics.trial_metrics(res.participants, res.daily, sc.outcomes, sc.reference, 2, completers=True,
+                              programme_weeks=sc.weeks)
