@@ -78,6 +78,33 @@ def evaluate(targets: validation.Targets, values: dict[str, float], replicates: 
     return out
 
 
+def sensitivity(targets: validation.Targets, values: dict[str, float], replicates: int, executor,
+                step: float = 0.1, log=print) -> pd.DataFrame:
+    """Which target constrains which parameter: for each free parameter moved by +-`step` of its search
+    range around `values`, the shift of each target's simulated mean in half accept bands (same seeds, so
+    the difference is the parameter's effect, not noise). Rows are targets, columns parameters."""
+    half = {t.id: ((t.accept[1] - t.accept[0]) / 2 or 1.0) for t in targets.targets}
+    out = {}
+    for k, (lo, hi) in FREE.items():
+        d = step * (hi - lo)
+        up = evaluate(targets, {**values, k: values[k] + d}, replicates, executor).set_index("id")["mean"]
+        down = evaluate(targets, {**values, k: values[k] - d}, replicates, executor).set_index("id")["mean"]
+        out[k] = (up - down) / pd.Series(half)
+        log(f"sensitivity of {k}: done")
+    return pd.DataFrame(out)
+
+
+def sensitivity_markdown(table: pd.DataFrame) -> str:
+    """The sensitivity table as markdown, with each target's most influential parameter."""
+    cols = list(table.columns)
+    lines = ["| target | " + " | ".join(f"`{c}`" for c in cols) + " | most influential |",
+             "|---|" + "---:|" * len(cols) + "---|"]
+    for tid, row in table.iterrows():
+        top = row.abs().idxmax()
+        lines.append(f"| {tid} | " + " | ".join(f"{v:+.2f}" for v in row) + f" | `{top}` |")
+    return "\n".join(lines)
+
+
 def calibrate(targets: validation.Targets, trials: int, replicates: int, executor, seed: int = 0,
               log=print) -> dict:
     """Run the Optuna study; returns the best values, their loss, the per-target table and the spread."""
@@ -102,7 +129,9 @@ def calibrate(targets: validation.Targets, trials: int, replicates: int, executo
               for k in FREE}
     best = study.best_params
     table = evaluate(targets, best, replicates, executor)
+    sens = sensitivity(targets, {**start, **best}, replicates, executor, log=log)
     return {"best": best, "loss": float(table.loss.sum()), "spread_of_best_10pct": spread,
+            "sensitivity": sens.to_dict("index"),
             "targets": table[["id", "published", "mean", "accept_low", "accept_high", "passed", "loss"]]
             .to_dict("records"), "trials": len(done), "replicates": replicates,
             "model_hash": provenance.model_hash(), "code_version": provenance.code_version()}
@@ -117,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("results/calibration.json"))
+    ap.add_argument("--sensitivity-only", action="store_true",
+                    help="skip the search; print which target constrains which parameter around the defaults")
     args = ap.parse_args(argv)
     try:
         targets = validation.load_targets(args.targets)
@@ -124,6 +155,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
+    if args.sensitivity_only:
+        with runner.executor("processes", args.jobs) as ex:
+            table = sensitivity(targets, dict(parameters.DEFAULTS), args.replicates, ex)
+        print(f"shift of each target's mean, in half accept bands, for +-10% of each search range "
+              f"({args.replicates} replicates, {time.perf_counter() - t0:.0f} s):")
+        print(sensitivity_markdown(table))
+        return 0
     with runner.executor("processes", args.jobs) as ex:
         result = calibrate(targets, args.trials, args.replicates, ex, args.seed)
     result["seconds"] = round(time.perf_counter() - t0, 1)

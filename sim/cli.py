@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -74,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", type=Path, help=f"HTML file to write (default {report.DEFAULT_OUT}, "
                                               "unless only --figures is given)")
     rep.add_argument("--figures", type=Path, help="also save every figure as PNG and SVG into this folder")
+    rep.add_argument("--validation", type=Path, default=report.DEFAULT_VALIDATION,
+                     help=f"`sim validate` result to include (default {report.DEFAULT_VALIDATION}; skipped if absent)")
     return parser
 
 
@@ -160,12 +163,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     result = validation.evaluate(targets, frames)
     print()
     print(validation.table_text(result))
-    header = (f"Targets: `{args.targets}`; model code `sim {provenance.code_version()}` (model hash "
-              f"{provenance.model_hash()}); results in `{db.url}`; {dt.date.today().isoformat()}. "
+    record = validation.to_record(result, args.targets, db.url)
+    header = (f"Targets: `{args.targets}`; model code `sim {record['code_version']}` (model hash "
+              f"{record['model_hash']}); results in `{db.url}`; {record['date'][:10]}. "
               "Simulated values are means over replicate trials with the 2.5 and 97.5 percentiles.")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(validation.table_markdown(result, header))
-    print(f"\nwritten: {args.out}")
+    args.out.with_suffix(".json").write_text(json.dumps(record, indent=1))
+    print(f"\nwritten: {args.out} (and {args.out.with_suffix('.json').name}, which `sim report` embeds)")
     return 0 if result.passed.all() else 1
 
 
@@ -189,7 +194,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             paths = report.save_figures(sections, args.figures)
             print(f"figures: {len(paths) // 2} figures as PNG and SVG in {args.figures}")
         if out is not None:
-            report.write(report.build(sections, db.url), out)
+            report.write(report.build(sections, db.url, validation=validation.read_record(args.validation),
+                                      validation_path=args.validation), out)
             print(f"report:  {out}")
     except report.ReportError as e:
         raise BadInput(str(e)) from None

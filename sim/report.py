@@ -36,6 +36,7 @@ from sim import store as st
 from sim.scenario import Scenario, ScenarioError, parse
 
 DEFAULT_OUT = Path("results/report.html")
+DEFAULT_VALIDATION = Path("results/validation.json")
 
 
 class ReportError(ValueError):
@@ -607,8 +608,39 @@ GLOSSARY = [
 ]
 
 
-def build(sections: list[Section], db_url: str, generated: dt.datetime | None = None) -> str:
-    """The whole report as one self-contained HTML string."""
+def validation_html(record: dict | None, path: Path | str) -> str:
+    """The latest `sim validate` table, saying which model code made it and whether that is this code."""
+    out = ["<section id='validation'><h2>Validation against published trials</h2>"]
+    if record is None:
+        out.append(f"<p class='missing'>No validation result at <code>{html.escape(str(path))}</code>: run "
+                   "<code>make validate</code> (or <code>sim validate</code>) to compare the model with published "
+                   "trials.</p></section>")
+        return "".join(out)
+    same = record.get("model_hash") == provenance.model_hash()
+    out.append(f"<p class='meta'>From <code>{html.escape(str(path))}</code>: targets "
+               f"<code>{html.escape(str(record.get('targets')))}</code>, sim {html.escape(str(record.get('code_version')))}"
+               f" (model hash {html.escape(str(record.get('model_hash')))}), {html.escape(str(record.get('date')))}.</p>")
+    if not same:
+        out.append("<p class='missing'>This validation was made with different model code from the code writing this "
+                   "report: rerun <code>make validate</code> before relying on it.</p>")
+    rows, passed = [], 0
+    for r in record["rows"]:
+        num = lambda v: v if isinstance(v, str) else ("–" if v is None else f"{v:.3g}")  # noqa: E731
+        ok = bool(r.get("passed"))
+        passed += ok
+        rows.append([html.escape(str(r.get("id"))), html.escape(str(r.get("finding", ""))), num(r.get("published")),
+                     f"{num(r.get('mean'))} [{num(r.get('p2.5'))}, {num(r.get('p97.5'))}] (n={r.get('replicates')})",
+                     f"{num(r.get('accept_low'))} to {num(r.get('accept_high'))}",
+                     "pass" if ok else "<span class='missing'>FAIL</span>"])
+    out.append(_html_table(["target", "finding", "published", "simulated mean [95% over replicates]", "accept",
+                            "result"], rows))
+    out.append(f"<p>{passed} of {len(rows)} targets pass.</p></section>")
+    return "".join(out)
+
+
+def build(sections: list[Section], db_url: str, generated: dt.datetime | None = None,
+          validation: dict | None = None, validation_path: Path | str = "") -> str:
+    """The whole report as one self-contained HTML string (with the validation record when one is given)."""
     generated = generated or dt.datetime.now(dt.UTC)
     names = ", ".join(s.name for s in sections)
     anchors = [f"s{i}-{s.name}" for i, s in enumerate(sections)]
@@ -623,12 +655,13 @@ def build(sections: list[Section], db_url: str, generated: dt.datetime | None = 
             f"{', '.join(str(s.batch['id']) for s in sections)}. Metric definitions: docs/metrics.md.</p>",
             "<nav><ul>" + "".join(nav)
             + ("<li><a href='#across'>across scenarios</a></li>" if len(sections) > 1 else "")
-            + "<li><a href='#definitions'>definitions</a></li></ul></nav>"]
+            + "<li><a href='#validation'>validation</a></li><li><a href='#definitions'>definitions</a></li></ul></nav>"]
     if len(sections) > 1:
         drawn = _draw(lambda: plots.forest(_effects(sections, True), _multi_footer(sections)))
         body.append("<section id='across'><h2>Across scenarios</h2>" + _figure_html("forest", drawn, "across-forest")
                     + "</section>")
     body += [_section_html(s, a) for s, a in zip(sections, anchors)]
+    body.append(validation_html(validation, validation_path or DEFAULT_VALIDATION))
     body.append("<section id='definitions'><h2>Definitions</h2><table class='defs'>" + "".join(
         f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in GLOSSARY) + "</table></section>")
     return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"

@@ -8,7 +8,9 @@ documents the format.
 
 from __future__ import annotations
 
+import datetime as dt
 import inspect
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -17,7 +19,7 @@ import pandas as pd
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from sim import metrics
+from sim import metrics, provenance
 from sim.scenario import NO_VALUE, LoadedScenario, ScenarioError, Strict, error_from_pydantic, load
 
 DEFAULT_TARGETS = Path("scenarios/trials/targets.yaml")
@@ -145,6 +147,24 @@ def table_text(result: pd.DataFrame) -> str:
     passed = int(result.passed.sum())
     lines.append(f"\n{passed} of {len(result)} targets pass")
     return "\n".join(lines)
+
+
+def to_record(result: pd.DataFrame, targets_path: str, db_url: str) -> dict:
+    """The validation result with what made it (targets file, code version, model hash, store, date), for
+    the report to embed."""
+    rows = json.loads(result.to_json(orient="records"))
+    return {"targets": str(targets_path), "code_version": provenance.code_version(),
+            "model_hash": provenance.model_hash(), "db": db_url,
+            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "rows": rows}
+
+
+def read_record(path: Path) -> dict | None:
+    """A validation record written by `sim validate`, or None when there is none (or it is unreadable)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("rows"), list) else None
 
 
 def table_markdown(result: pd.DataFrame, header: str) -> str:

@@ -298,3 +298,34 @@ def test_completers_at_a_week_without_panel_is_refused(frames):
     with pytest.raises(metrics.MetricError, match="weekly panel"):
         metrics.trial_metrics(res.participants, res.daily, sc.outcomes, sc.reference, 2, completers=True,
                               programme_weeks=sc.weeks)
+
+
+def _validation_record(model_hash: str) -> dict:
+    return {"targets": "t.yaml", "code_version": "0.1.0", "model_hash": model_hash, "db": "sqlite://",
+            "date": "2026-11-22T00:00:00+00:00",
+            "rows": [{"id": "dropout_some", "finding": "some drop out", "published": 0.2, "mean": 0.18,
+                      "p2.5": 0.1, "p97.5": 0.3, "replicates": 5, "accept_low": 0.1, "accept_high": 0.3,
+                      "passed": True},
+                     {"id": "too_good", "finding": "x", "published": "positive", "mean": None, "p2.5": None,
+                      "p97.5": None, "replicates": 0, "accept_low": 0.05, "accept_high": 1.0, "passed": False}]}
+
+
+@pytest.mark.parametrize("hash_, stale", [(None, False), ("0" * 16, True)])
+def test_report_embeds_the_validation_table_and_flags_other_model_code(stored, tmp_path, capsys, hash_, stale):
+    import json
+
+    v = tmp_path / "validation.json"
+    v.write_text(json.dumps(_validation_record(hash_ or provenance.model_hash())))
+    code, page, _, se = _report(capsys, stored, tmp_path / "r.html", "--scenario", "tiny", "--validation", v)
+    assert code == 0, se
+    text = page.all_text
+    assert "validation" in page.ids and "Validation against published trials" in page.headings
+    assert "dropout_some" in text and "1 of 2 targets pass" in text and "FAIL" in text
+    assert ("different model code" in text) is stale
+
+
+def test_report_without_validation_says_how_to_get_it(stored, tmp_path, capsys):
+    code, page, _, se = _report(capsys, stored, tmp_path / "r.html", "--scenario", "tiny",
+                                "--validation", tmp_path / "absent.json")
+    assert code == 0, se
+    assert "No validation result" in page.all_text and "make validate" in page.all_text

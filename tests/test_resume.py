@@ -70,7 +70,11 @@ def _sim(*args, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([*SIM, *map(str, args)], capture_output=True, text=True, timeout=300, **kw)
 
 
-def test_kill_9_then_resume_equals_an_uninterrupted_batch(scen, tmp_path):
+def test_kill_9_then_resume_equals_an_uninterrupted_batch(tmp_path):
+    # longer than SCENARIO (40 runs of ~0.1 s), so the kill lands mid-batch rather than in the summary
+    scen = tmp_path / "resume_me.yaml"
+    scen.write_text(SCENARIO.replace("replicates: 6", "replicates: 20").replace("size: 300", "size: 800"))
+    total = 40
     whole = f"sqlite:///{tmp_path / 'whole.db'}"
     assert _sim("run", scen, "--db", whole, "--figures", tmp_path).returncode == 0
     cut = f"sqlite:///{tmp_path / 'cut.db'}"
@@ -78,19 +82,19 @@ def test_kill_9_then_resume_equals_an_uninterrupted_batch(scen, tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 120
     while _done(cut) < 3 and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
+        time.sleep(0.02)
     assert proc.poll() is None, "the batch finished before it could be killed; make it longer"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     stored = _done(cut)
-    assert 3 <= stored < 12
+    assert 3 <= stored < total
     again = _sim("run", scen, "--db", cut, "--figures", tmp_path)
     assert again.returncode == 0, again.stderr
-    assert f"{12 - stored} runs now, {stored} already stored" in again.stdout
+    assert f"{total - stored} runs now, {stored} already stored" in again.stdout
     a, b = _tables(whole), _tables(cut)
     for name in a:
         pd.testing.assert_frame_equal(a[name], b[name], check_dtype=False)
-    assert len(b["runs"]) == 12 and (b["runs"].status == "done").all()
+    assert len(b["runs"]) == total and (b["runs"].status == "done").all()
 
 
 def test_two_processes_on_one_sqlite_file(scen, tmp_path):
