@@ -270,7 +270,7 @@ def arm_table(s: Section, week: int, completers: bool = False) -> str:
         randomised = trials.groupby("arm").randomised.mean()
     header = ["arm", "replicates", "n" + (" completers / randomised" if completers else ""), "adherence %",
               "dropout %", "severity baseline → end", "change (points)", "change %", "response %", "remission %",
-              "≥150 min/week %", "Hedges g [95% CI of one trial]", "g: 95% of replicates", "power %"]
+              "averaging ≥150 min/week over the programme %", "Hedges g [95% CI of one trial]", "g: 95% of replicates", "power %"]
     rows = []
     for _, r in table.iterrows():
         ref = r.arm == sc.reference
