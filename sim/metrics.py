@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from sim.scenario import TRAITS, Check, Outcomes
+from sim.scenario import METRIC_NAMES, TRAITS, Check, Outcomes
 
 GUIDELINE_MINUTES = 150.0
 
@@ -442,6 +442,11 @@ PER_PARTICIPANT = {
                                       lambda p, w: p.severity_end_programme - p.baseline_severity),
     "severity_change_end": ("severity at the end of follow-up minus baseline",
                             lambda p, w: p.severity_end - p.baseline_severity),
+    "severity_change_follow_up": ("severity at the end of follow-up minus at the end of the programme (positive = "
+                                  "worse after it), among those still enrolled at the end of `week` (give the "
+                                  "programme's last week to leave out those who dropped out during it)",
+                                  lambda p, w: (p.severity_end - p.severity_end_programme).where(
+                                      ~(p.dropout_day <= 7 * w))),
     "cognitive_control_gain": ("cognitive control at the end of the programme minus baseline",
                                lambda p, w: p.cognitive_control_end_programme - p.cognitive_control),
     "reward_sensitivity_gain": ("reward sensitivity at the end of the programme minus baseline",
@@ -479,32 +484,31 @@ def median_days_to_habit(f: Frames, arm: str, level: float = 0.95) -> pd.Series:
     return _per_rep(_arm(f.participants, arm), lambda d: d[col].median())
 
 
-VOCABULARY = {
-    "dropout_rate": dropout_rate, "dropout_difference": dropout_difference, "adherence_rate": adherence_rate,
-    "mean_weekly_minutes": mean_weekly_minutes, "meets_guideline_rate": meets_guideline_rate,
-    "severity_change_pct": severity_change_pct, "response_rate": response_rate, "remission_rate": remission_rate,
-    "relapse_rate": relapse_rate, "effect_size": effect_size,
-    "odds_ratio_depressed_by_activity": odds_ratio_depressed_by_activity, "association": association,
-    "median_days_to_habit": median_days_to_habit,
-}
-METRIC_ARGUMENTS = ("arm", "reference", "week", "x", "y", "level", "remitted_at", "minutes", "window_weeks")
+VOCABULARY = {name: globals()[name] for name in METRIC_NAMES}
+
+
+def argument_problem(metric: str, given: dict, optional: tuple[str, ...] = ()) -> str | None:
+    """Why `given` are not the arguments `metric` takes (unknown metric, unused or missing ones), else None;
+    arguments named in `optional` may be missing."""
+    if metric not in VOCABULARY:
+        return f"unknown metric {metric!r}; allowed: {', '.join(VOCABULARY)}"
+    params = inspect.signature(VOCABULARY[metric]).parameters
+    takes = [k for k in params if k != "f"]
+    if extra := set(given) - set(takes):
+        return f"{metric} does not take {', '.join(sorted(extra))}; it takes {', '.join(takes)}"
+    missing = [k for k in takes if params[k].default is inspect.Parameter.empty and k not in given
+               and k not in optional]
+    if missing:
+        return f"{metric} needs {', '.join(missing)}"
+    return None
 
 
 def compute(metric: str, frames: Frames, **args) -> pd.Series:
     """One metric of the vocabulary, one value per replicate; refuses missing or unused arguments."""
-    if metric not in VOCABULARY:
-        raise MetricError(f"unknown metric {metric!r}; allowed: {', '.join(VOCABULARY)}")
-    fn = VOCABULARY[metric]
-    params = inspect.signature(fn).parameters
     given = {k: v for k, v in args.items() if v is not None}
-    extra = set(given) - set(params)
-    missing = [k for k, p in params.items() if k != "f" and p.default is inspect.Parameter.empty and k not in given]
-    if extra:
-        raise MetricError(f"{metric} does not take {', '.join(sorted(extra))}; it takes "
-                          f"{', '.join(k for k in params if k != 'f')}")
-    if missing:
-        raise MetricError(f"{metric} needs {', '.join(missing)}")
-    return fn(frames, **given)
+    if problem := argument_problem(metric, given):
+        raise MetricError(problem)
+    return VOCABULARY[metric](frames, **given)
 
 
 def summarise(values: pd.Series) -> dict[str, float]:
@@ -517,14 +521,13 @@ def summarise(values: pd.Series) -> dict[str, float]:
 
 
 def evaluate_checks(checks: list[Check], frames: Frames, default_reference: str) -> pd.DataFrame:
-    """Each scenario check: the simulated mean over replicates, its 95% interval and pass/fail."""
+    """Each scenario check: the simulated mean over replicates, its 95% interval and pass/fail (a check
+    without a reference is measured against `default_reference`, the scenario's reference arm)."""
     rows = []
     for c in checks:
-        args = {"arm": c.arm, "week": c.week}
-        if c.metric in ("effect_size", "dropout_difference"):
-            args["reference"] = c.reference or default_reference
-        if c.metric == "adherence_rate":
-            args.pop("week")
+        args = c.arguments()
+        if "reference" in inspect.signature(VOCABULARY[c.metric]).parameters:
+            args.setdefault("reference", default_reference)
         s = summarise(compute(c.metric, frames, **args))
         rows.append({"id": c.id, "metric": c.metric, "arm": c.arm, "week": c.week, **s,
                      "accept": f"{c.accept[0]:g} to {c.accept[1]:g}",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 import numpy as np
 import yaml
@@ -254,21 +254,52 @@ CHECK_METRICS = ("dropout_rate", "adherence_rate", "effect_size", "severity_chan
                  "remission_rate")
 
 
-class Check(Strict):
-    id: str
-    metric: Literal["dropout_rate", "adherence_rate", "effect_size", "severity_change_pct", "response_rate",
-                    "remission_rate"]
-    arm: str
+# The metric vocabulary (defined in sim.metrics; named here so that schemas can refuse unknown names).
+METRIC_NAMES = ("dropout_rate", "dropout_difference", "adherence_rate", "mean_weekly_minutes",
+                "meets_guideline_rate", "severity_change_pct", "response_rate", "remission_rate", "relapse_rate",
+                "effect_size", "odds_ratio_depressed_by_activity", "association", "median_days_to_habit")
+
+
+class MetricCall(Strict):
+    """A metric of the vocabulary with its arguments and an acceptance band: the part shared by scenario
+    checks and validation targets."""
+    metric: Literal[METRIC_NAMES]  # type: ignore[valid-type]
+    arm: str | None = None
     reference: str | None = None
-    week: Annotated[int, Field(ge=0)]
+    week: Annotated[int | None, Field(ge=0)] = None
+    x: str | None = None
+    y: str | None = None
+    level: Annotated[float | None, Field(gt=0, le=1)] = None
+    remitted_at: Annotated[int | None, Field(ge=0)] = None
+    minutes: Annotated[float | None, Field(ge=0)] = None
+    window_weeks: Annotated[int | None, Field(ge=1)] = None
     accept: tuple[float, float]
-    source: str = ""
+
+    # arguments that may be left out because the caller fills them in (checks: the scenario's reference arm)
+    filled_in: ClassVar[tuple[str, ...]] = ()
 
     @model_validator(mode="after")
-    def _band(self) -> "Check":
+    def _consistent(self) -> "MetricCall":
+        from sim import metrics  # metrics imports this module
+
         if self.accept[0] > self.accept[1]:
             raise ValueError(f"accept must be [low, high], got [{self.accept[0]:g}, {self.accept[1]:g}]")
+        if problem := metrics.argument_problem(self.metric, self.arguments(), optional=self.filled_in):
+            raise ValueError(problem)
         return self
+
+    def arguments(self) -> dict:
+        """The metric's arguments set here."""
+        return {k: getattr(self, k) for k in METRIC_ARGUMENTS if getattr(self, k) is not None}
+
+
+METRIC_ARGUMENTS = ("arm", "reference", "week", "x", "y", "level", "remitted_at", "minutes", "window_weeks")
+
+
+class Check(MetricCall):
+    id: str
+    source: str = ""
+    filled_in: ClassVar[tuple[str, ...]] = ("reference",)
 
 
 class Scenario(Strict):
@@ -349,12 +380,12 @@ def _semantic_checks(s: Scenario) -> None:
     for i, c in enumerate(s.checks):
         for key in ("arm", "reference"):
             val = getattr(c, key)
-            if val is not None and val not in s.arms:
+            if val is not None and val != "all" and val not in s.arms:
                 raise _Bad(f"checks.{i}.{key}", val, f"must be one of the arms: {', '.join(arm_names)}")
-        if c.metric == "effect_size" and c.reference is None:
-            raise _Bad(f"checks.{i}.reference", None, "effect_size needs a reference arm")
-        if c.week > s.weeks + s.follow_up_weeks:
-            raise _Bad(f"checks.{i}.week", c.week, f"must be 0-{s.weeks + s.follow_up_weeks}")
+        for key in ("week", "remitted_at"):
+            val = getattr(c, key)
+            if val is not None and val > s.weeks + s.follow_up_weeks:
+                raise _Bad(f"checks.{i}.{key}", val, f"must be 0-{s.weeks + s.follow_up_weeks}")
     pop = s.population
     where = [("population.traits", None, pop.traits)] + [
         (f"population.subgroups.{i}.traits", g, g.traits) for i, g in enumerate(pop.subgroups)]

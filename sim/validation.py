@@ -9,7 +9,6 @@ documents the format.
 from __future__ import annotations
 
 import datetime as dt
-import inspect
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,46 +19,18 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from sim import metrics, provenance
-from sim.scenario import NO_VALUE, LoadedScenario, ScenarioError, Strict, error_from_pydantic, load
+from sim.scenario import NO_VALUE, LoadedScenario, MetricCall, ScenarioError, Strict, error_from_pydantic, load
 
 DEFAULT_TARGETS = Path("scenarios/trials/targets.yaml")
 
 
-class Target(Strict):
+class Target(MetricCall):
     id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
     finding: str = ""
     source: str = ""
     scenario: str
-    metric: Literal[tuple(metrics.VOCABULARY)]  # type: ignore[valid-type]
-    arm: str | None = None
-    reference: str | None = None
-    week: Annotated[int | None, Field(ge=0)] = None
-    x: str | None = None
-    y: str | None = None
-    level: Annotated[float | None, Field(gt=0, le=1)] = None
-    remitted_at: Annotated[int | None, Field(ge=0)] = None
-    minutes: Annotated[float | None, Field(ge=0)] = None
-    window_weeks: Annotated[int | None, Field(ge=1)] = None
     published: float | Literal["positive", "negative"]
-    accept: tuple[float, float]
     replicates: Annotated[int | None, Field(ge=1, le=100_000)] = None
-
-    @model_validator(mode="after")
-    def _consistent(self) -> "Target":
-        if self.accept[0] > self.accept[1]:
-            raise ValueError(f"accept must be [low, high], got [{self.accept[0]:g}, {self.accept[1]:g}]")
-        params = inspect.signature(metrics.VOCABULARY[self.metric]).parameters
-        given = {k for k in metrics.METRIC_ARGUMENTS if getattr(self, k) is not None}
-        takes = [k for k in params if k != "f"]
-        if extra := given - set(takes):
-            raise ValueError(f"{self.metric} does not take {', '.join(sorted(extra))}; it takes {', '.join(takes)}")
-        if missing := [k for k in takes if params[k].default is inspect.Parameter.empty and k not in given]:
-            raise ValueError(f"{self.metric} needs {', '.join(missing)}")
-        return self
-
-    def arguments(self) -> dict:
-        """The metric's arguments set on this target."""
-        return {k: getattr(self, k) for k in metrics.METRIC_ARGUMENTS if getattr(self, k) is not None}
 
 
 class TargetsFile(Strict):

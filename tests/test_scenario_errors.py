@@ -132,6 +132,37 @@ def test_check_names_an_undefined_arm():
     assert_names(e, "checks.0.arm", "got 'exercise'", "usual_care")
 
 
+@pytest.mark.parametrize("check, field, fragments", [
+    ({"metric": "association", "arm": "exercise", "x": "follow_up_minutes"}, "checks.0", ("association needs y",)),
+    ({"metric": "dropout_rate", "arm": "exercise", "week": 4, "level": 0.9}, "checks.0",
+     ("dropout_rate does not take level", "it takes arm, week")),
+    ({"metric": "happiness", "arm": "exercise"}, "checks.0.metric", ("'dropout_rate'",)),
+    ({"metric": "relapse_rate", "arm": "exercise", "remitted_at": 99, "week": 12}, "checks.0.remitted_at",
+     ("got 99", "0-12")),
+])
+def test_check_arguments_must_fit_the_metric(check, field, fragments):
+    e = error(arms={"usual_care": {}, "exercise": EXERCISE}, checks=[{"id": "c", "accept": [0, 1], **check}])
+    assert_names(e, field, *fragments)
+
+
+def test_a_check_of_any_metric_is_measured_with_the_scenarios_reference_by_default():
+    from sim import metrics, runner
+    from sim.calibration import frames_of
+
+    data = scenario_dict(arms={"usual_care": {}, "exercise": EXERCISE}, replicates=2, checks=[
+        {"id": "g", "metric": "effect_size", "arm": "exercise", "week": 12, "accept": [-5, 5]},
+        {"id": "rho", "metric": "association", "arm": "exercise", "x": "adherence",
+         "y": "severity_change_end_programme", "accept": [-1, 1]}])
+    s, arms = scenario.parse(data, FILE)
+    loaded = scenario.LoadedScenario(scenario=s, path=FILE, text=yaml.safe_dump(data), sha256="t", arms=arms)
+    with runner.executor("serial", 1) as ex:
+        f = frames_of(loaded, 2, ex)
+    out = metrics.evaluate_checks(s.checks, f, s.reference).set_index("id")
+    g = metrics.summarise(metrics.compute("effect_size", f, arm="exercise", reference="usual_care", week=12))
+    assert out.loc["g", "mean"] == pytest.approx(g["mean"])
+    assert out.loc["rho", "mean"] < 0 and out.loc["rho", "replicates"] == 2  # more sessions, more improvement
+
+
 def test_assignment_rule_without_bounds():
     e = error(arms={"ex": {**EXERCISE, "assign": [{"when": {"cognitive_control": {}}, "add": {}}]}})
     assert_names(e, "arms.ex.assign.0.when.cognitive_control", "'below', 'above'")

@@ -68,6 +68,13 @@ def test_metrics_match_direct_computation(trial):
     rho = metrics.compute("association", f, arm="exercise", x="baseline_severity", y="adherence")
     d0 = ex[ex.replicate == 0]
     assert rho[0] == pytest.approx(stats.spearmanr(d0.baseline_severity, d0.adherence).statistic)
+    # change during follow-up: only those still enrolled at the end of the programme (week 8)
+    fade = metrics.compute("association", f, arm="exercise", week=8, x="follow_up_minutes",
+                           y="severity_change_follow_up")
+    kept = d0[~(d0.dropout_day <= 56)]
+    assert len(kept) < len(d0)
+    assert fade[0] == pytest.approx(stats.spearmanr(kept.minutes_per_week_follow_up,
+                                                    kept.severity_end - kept.severity_end_programme).statistic)
     assert metrics.compute("dropout_difference", f, arm="exercise", reference="usual_care", week=8).gt(0).all()
     assert metrics.compute("adherence_rate", f, arm="exercise").between(0.3, 1).all()
     assert metrics.compute("mean_weekly_minutes", f, arm="usual_care", week=4).eq(0).all()
