@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import textwrap
 
 import numpy as np
 import pandas as pd
@@ -81,3 +82,22 @@ def mean_weekly_severity(runs: list, week: int) -> float:
 def make():
     """Fixture form of make_scenario."""
     return make_scenario
+
+
+# A two-arm scenario file small enough for command-line, store and report tests.
+TINY = textwrap.dedent("""\
+    # Question: a tiny trial for tests
+    name: tiny
+    seed: 7
+    replicates: 2
+    weeks: 4
+    follow_up_weeks: 2
+    population: {size: 30}
+    arms:
+      usual_care: {}
+      exercise:
+        prescription: {sessions_per_week: 3, minutes: 30, intensity: 0.5}
+        support: {kind: partner}
+    checks:
+      - {id: some_dropout, metric: dropout_rate, arm: exercise, week: 4, accept: [0, 1]}
+    """)

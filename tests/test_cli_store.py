@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
 
 import numpy as np
 import pandas as pd
@@ -10,23 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from sim import cli, results, runner, scenario, store
-
-TINY = textwrap.dedent("""\
-    # Question: a tiny trial for tests
-    name: tiny
-    seed: 7
-    replicates: 2
-    weeks: 4
-    follow_up_weeks: 2
-    population: {size: 30}
-    arms:
-      usual_care: {}
-      exercise:
-        prescription: {sessions_per_week: 3, minutes: 30, intensity: 0.5}
-        support: {kind: partner}
-    checks:
-      - {id: some_dropout, metric: dropout_rate, arm: exercise, week: 4, accept: [0, 1]}
-    """)
+from tests.conftest import TINY
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ gives a report that says what is missing; bad input exits 2. Also the completers
 from __future__ import annotations
 
 import base64
-import textwrap
 from html.parser import HTMLParser
 
 import numpy as np
@@ -14,23 +13,8 @@ import pytest
 import sqlalchemy as sa
 
 from sim import cli, metrics, provenance, report, results, store
+from tests.conftest import TINY
 
-TINY = textwrap.dedent("""\
-    # Question: a tiny trial for report tests
-    name: tiny
-    seed: 7
-    replicates: 2
-    weeks: 4
-    follow_up_weeks: 2
-    population: {size: 30}
-    arms:
-      usual_care: {}
-      exercise:
-        prescription: {sessions_per_week: 3, minutes: 30, intensity: 0.5}
-        support: {kind: partner}
-    checks:
-      - {id: some_dropout, metric: dropout_rate, arm: exercise, week: 4, accept: [0, 1]}
-    """)
 OTHER = TINY.replace("name: tiny", "name: other").replace("seed: 7", "seed: 8")
 
 
@@ -121,7 +105,7 @@ def test_report_is_one_self_contained_file_with_sections_tables_figures_provenan
         assert heading in page.headings
     assert "some_dropout" in text and "Hedges g" in text
     # the scenario file's text, and provenance
-    assert "# Question: a tiny trial for report tests" in text and "support: {kind: partner}" in text
+    assert "# Question: a tiny trial for tests" in text and "support: {kind: partner}" in text
     runs = results.runs(store.Store(stored), "tiny")
     for expected in (runs.code_version.iloc[0], runs.model_hash.iloc[0], runs.git_sha.iloc[0], "7/0", "7/1",
                      "numpy", "mesa", f"{runs.batch_id.iloc[0]}", "s of compute"):
