@@ -15,6 +15,7 @@ from pathlib import Path
 
 import alembic.command
 import alembic.config
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from alembic.runtime.migration import MigrationContext
@@ -296,9 +297,16 @@ def _sqlite_begin(conn: sa.Connection) -> None:
 
 def _column_values(series: pd.Series) -> list:
     """A column as Python values with missing ones as None (drivers take neither NumPy scalars nor NaN)."""
-    values = series.to_numpy().tolist()
-    if series.dtype.kind in "fO" and series.isna().any():
-        return [None if m else v for v, m in zip(values, series.isna().to_numpy().tolist())]
+    arr = series.to_numpy()
+    if arr.dtype.kind == "f":
+        missing = np.isnan(arr)
+    elif arr.dtype.kind == "O":
+        missing = pd.isna(arr)
+    else:
+        return arr.tolist()
+    values = arr.tolist()
+    if missing.any():
+        return [None if m else v for v, m in zip(values, missing.tolist())]
     return values
 
 
