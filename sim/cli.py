@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="report this batch (repeatable; default: the most recent batch)")
     rep.add_argument("--scenario", action="append", default=[],
                      help="report this scenario (name or text hash) as of its latest batch (repeatable)")
+    rep.add_argument("--reference", help="arm to compare the others with (default: each scenario's reference arm)")
     rep.add_argument("--out", type=Path, help=f"HTML file to write (default {report.DEFAULT_OUT}, "
                                               "unless only --figures is given)")
     rep.add_argument("--figures", type=Path, help="also save every figure as PNG and SVG into this folder")
@@ -190,6 +191,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             report.check_writable(out)
         db = store.Store(args.db)
         sections = report.select(db, args.batch, args.scenario)
+        if args.reference:
+            sections = report.with_reference(sections, args.reference)
         if args.figures is not None:
             paths = report.save_figures(sections, args.figures)
             print(f"figures: {len(paths) // 2} figures as PNG and SVG in {args.figures}")

@@ -125,6 +125,18 @@ def select(db: st.Store, batches: list[int] | tuple = (), scenarios: list[str] |
     return out
 
 
+def with_reference(sections: list[Section], arm: str) -> list[Section]:
+    """The sections with `arm` as the reference of effect sizes (instead of each scenario's own);
+    ReportError when a scenario has no such arm."""
+    for s in sections:
+        if arm not in s.scenario.arms:
+            raise ReportError(f"--reference {arm!r} is not an arm of scenario {s.name!r}; its arms: "
+                              f"{', '.join(s.scenario.arms)}")
+        s.scenario = s.scenario.model_copy(update={"reference_arm": arm})
+        s.notes = missing_notes(s)
+    return sections
+
+
 def _batch_model_hash(db: st.Store, batch: dict) -> str:
     """The model code a batch ran: that of the runs it stored, else of the latest stored run it reused."""
     q = sa.select(st.runs.c.model_hash).where(st.runs.c.status == "done", st.runs.c.model_hash.is_not(None))

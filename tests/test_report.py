@@ -313,3 +313,22 @@ def test_report_without_validation_says_how_to_get_it(stored, tmp_path, capsys):
                                 "--validation", tmp_path / "absent.json")
     assert code == 0, se
     assert "No validation result" in page.all_text and "make validate" in page.all_text
+
+
+def test_any_arm_can_be_the_reference(stored, tmp_path, capsys):
+    code, page, _, se = _report(capsys, stored, tmp_path / "r.html", "--scenario", "tiny", "--reference", "exercise")
+    assert code == 0, se
+    assert "usual_care, exercise; reference <b>exercise</b>)" in (tmp_path / "r.html").read_text()
+    sections = report.with_reference(report.select(store.Store(stored), scenarios=["tiny"]), "exercise")
+    s = sections[0]
+    g_flipped = metrics.trial_metrics(s.res.participants, s.res.daily, s.scenario.outcomes, "exercise", 4)
+    g_usual = metrics.trial_metrics(s.res.participants, s.res.daily, s.scenario.outcomes, "usual_care", 4)
+    a = g_flipped[g_flipped.arm == "usual_care"].g.to_numpy()
+    b = g_usual[g_usual.arm == "exercise"].g.to_numpy()
+    np.testing.assert_allclose(a, -b)  # Hedges g is antisymmetric in the two arms
+
+
+def test_a_reference_that_is_not_an_arm_exits_2(stored, tmp_path, capsys):
+    code, _, _, se = _report(capsys, stored, tmp_path / "r.html", "--scenario", "tiny", "--reference", "placebo")
+    assert code == 2 and "'placebo' is not an arm of scenario 'tiny'" in se and "usual_care, exercise" in se
+    assert "Traceback" not in se and not (tmp_path / "r.html").exists()
