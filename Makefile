@@ -30,7 +30,8 @@ $(VENV)/.installed: pyproject.toml
 	  echo "using $$PYBIN"; \
 	  "$$PYBIN" -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	@# setuptools warns that sim/ sits next to pyproject.toml: that is this project's layout, not a problem
+	PYTHONWARNINGS=ignore $(PY) -m pip install --quiet -e '.[test]'
 	@touch $@
 
 venv: $(VENV)/.installed
@@ -58,7 +59,7 @@ validate: venv
 	$(SIM) validate --jobs 2
 
 calibrate: venv
-	$(PY) -m pip install --quiet -e '.[calibrate]'
+	PYTHONWARNINGS=ignore $(PY) -m pip install --quiet -e '.[calibrate]'
 	$(PY) -m sim.calibration --trials 120 --replicates 12 --jobs 2 --out results/calibration.json
 
 bench: venv
