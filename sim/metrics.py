@@ -51,19 +51,27 @@ def trial_metrics(participants: pd.DataFrame, daily: pd.DataFrame, outcomes: Out
     at = daily[daily.day == 7 * week].set_index(["arm", "replicate"])
     base = daily[daily.day == 0].set_index(["arm", "replicate"])
     size = participants.groupby(["arm", "replicate"]).size()
+    other = other_cohort(sorted(r for a, r in at.index if a == reference))
+
+    def against(now, n: int, ref_rep) -> tuple[float, float, float, float]:
+        if ref_rep is None or (reference, ref_rep) not in at.index:
+            return (np.nan,) * 4
+        ref, n_ref = at.loc[(reference, ref_rep)], int(size.get((reference, ref_rep), 0))
+        g, lo, hi = hedges_g_from_stats(now.severity_mean, now.severity_sd, n, ref.severity_mean,
+                                        ref.severity_sd, n_ref)
+        p = stats.ttest_ind_from_stats(now.severity_mean, now.severity_sd, n, ref.severity_mean,
+                                       ref.severity_sd, n_ref, equal_var=False).pvalue if n_ref >= 2 else np.nan
+        return g, lo, hi, p
+
     rows = []
     for (arm, rep), d in participants.groupby(["arm", "replicate"], sort=False):
         if (arm, rep) not in at.index:
             continue
         now, b0, n = at.loc[(arm, rep)], base.loc[(arm, rep)], len(d)
-        g = lo = hi = p = np.nan
-        if arm != reference and (reference, rep) in at.index:
-            ref = at.loc[(reference, rep)]
-            n_ref = int(size.get((reference, rep), 0))
-            g, lo, hi = hedges_g_from_stats(now.severity_mean, now.severity_sd, n, ref.severity_mean,
-                                            ref.severity_sd, n_ref)
-            p = stats.ttest_ind_from_stats(now.severity_mean, now.severity_sd, n, ref.severity_mean,
-                                           ref.severity_sd, n_ref, equal_var=False).pvalue
+        g = lo = hi = p = g_trial = p_trial = np.nan
+        if arm != reference:
+            g, lo, hi, p = against(now, n, rep)
+            g_trial, _, _, p_trial = against(now, n, other.get(rep))
         planned = d.sessions_planned.sum()
         rows.append({
             "arm": arm, "replicate": rep, "week": week, "n": n,
@@ -74,9 +82,21 @@ def trial_metrics(participants: pd.DataFrame, daily: pd.DataFrame, outcomes: Out
             "change_pct": 100 * (now.severity_mean / b0.severity_mean - 1),
             "response": now.response_share, "remission": now.remission_share,
             "meets_guideline": float((d.minutes_per_week_programme >= GUIDELINE_MINUTES).mean()),
-            "g": g, "g_low": lo, "g_high": hi, "p": p,
+            "g": g, "g_low": lo, "g_high": hi, "p": p, "g_trial": g_trial, "p_trial": p_trial,
         })
     return pd.DataFrame(rows)
+
+
+def other_cohort(replicates: list) -> dict:
+    """Each replicate's partner for independent-groups comparisons: the next replicate (cyclically).
+
+    The arms of one replicate are the same simulated people (common random numbers), which makes the
+    paired g precise but its spread over replicates far narrower than between two real trial groups.
+    Comparing an arm with the reference of another replicate (a different cohort) restores the sampling
+    variation of a parallel-group trial, for power and the spread of g. Empty with fewer than 2."""
+    if len(replicates) < 2:
+        return {}
+    return {r: replicates[(i + 1) % len(replicates)] for i, r in enumerate(replicates)}
 
 
 def across_replicates(trials: pd.DataFrame, arm_order: list[str] | None = None) -> pd.DataFrame:
@@ -87,12 +107,14 @@ def across_replicates(trials: pd.DataFrame, arm_order: list[str] | None = None) 
         d = trials[trials.arm == arm]
         row = {"arm": arm, "replicates": len(d), "n": d.n.mean()}
         for col in ("dropout", "adherence", "baseline", "severity", "change", "change_pct", "response",
-                    "remission", "meets_guideline", "g", "g_low", "g_high"):
-            v = d[col].dropna()
+                    "remission", "meets_guideline", "g", "g_low", "g_high", "g_trial"):
+            v = d[col].dropna() if col in d else pd.Series(dtype=float)
             row[col] = v.mean() if len(v) else np.nan
             row[col + "_p2.5"] = v.quantile(0.025) if len(v) else np.nan
             row[col + "_p97.5"] = v.quantile(0.975) if len(v) else np.nan
-        row["power"] = float(((d.p < 0.05) & (d.g > 0)).mean()) if d.p.notna().any() else np.nan
+        # power and the spread of g between trials: independent cohorts (see other_cohort)
+        pt = d.p_trial if "p_trial" in d else pd.Series(np.nan, index=d.index)
+        row["power"] = float(((pt < 0.05) & (d.g_trial > 0)).mean()) if pt.notna().any() else np.nan
         out.append(row)
     return pd.DataFrame(out)
 
@@ -127,16 +149,24 @@ def _completer_metrics(participants: pd.DataFrame, daily: pd.DataFrame, outcomes
     keep = ~(participants.dropout_day <= 7 * week)
     p = participants.assign(_sev=sev, _kept=keep)
     comp = p[keep]
+    other = other_cohort(sorted(p.replicate[p.arm == reference].unique()))
+
+    def against(s: np.ndarray, ref_rep) -> tuple[float, float, float, float]:
+        ref = comp[(comp.arm == reference) & (comp.replicate == ref_rep)]._sev.to_numpy(float)
+        if ref_rep is None or len(s) < 2 or len(ref) < 2:
+            return (np.nan,) * 4
+        g, lo, hi = hedges_g(s, ref)
+        pv = stats.ttest_ind(s, ref, equal_var=False).pvalue if (s.std() > 0 or ref.std() > 0) else np.nan
+        return g, lo, hi, pv
+
     rows = []
     for (arm, rep), d_all in p.groupby(["arm", "replicate"], sort=False):
         d = d_all[d_all._kept]
         s, s0 = d._sev.to_numpy(float), d.baseline_severity.to_numpy(float)
-        g = lo = hi = pv = np.nan
-        ref = comp[(comp.arm == reference) & (comp.replicate == rep)]._sev.to_numpy(float)
-        if arm != reference and len(s) >= 2 and len(ref) >= 2:
-            g, lo, hi = hedges_g(s, ref)
-            if s.std() > 0 or ref.std() > 0:
-                pv = stats.ttest_ind(s, ref, equal_var=False).pvalue
+        g = lo = hi = pv = g_trial = p_trial = np.nan
+        if arm != reference:
+            g, lo, hi, pv = against(s, rep)
+            g_trial, _, _, p_trial = against(s, other.get(rep))
         planned = d.sessions_planned.sum()
         mean = lambda x: float(np.mean(x)) if len(x) else np.nan  # noqa: E731
         rows.append({
@@ -148,7 +178,7 @@ def _completer_metrics(participants: pd.DataFrame, daily: pd.DataFrame, outcomes
             "response": mean(s <= (1 - outcomes.response_reduction) * s0),
             "remission": mean(s <= outcomes.remission_threshold),
             "meets_guideline": mean(d.minutes_per_week_programme >= GUIDELINE_MINUTES),
-            "g": g, "g_low": lo, "g_high": hi, "p": pv,
+            "g": g, "g_low": lo, "g_high": hi, "p": pv, "g_trial": g_trial, "p_trial": p_trial,
         })
     return pd.DataFrame(rows)
 

@@ -345,7 +345,7 @@ def forest(effects: pd.DataFrame, footer: str, title: str = "Effect sizes agains
             y = len(labels) - 1 - labels.index(r.label) + off[j]
             ax.plot([r.g_low, r.g_high], [y, y], color=f"C{j}", lw=1)
             if r.replicates > 1:
-                ax.plot([r["g_p2.5"], r["g_p97.5"]], [y, y], color=f"C{j}", lw=4, alpha=0.6,
+                ax.plot([r["g_trial_p2.5"], r["g_trial_p97.5"]], [y, y], color=f"C{j}", lw=4, alpha=0.6,
                         solid_capstyle="butt")
             ax.plot(r.g, y, "o", color=f"C{j}", ms=6, label=t if r.label == e[e.time == t].label.iloc[0] else None)
             ax.annotate(f"{r.g:.2f} [{r.g_low:.2f}, {r.g_high:.2f}]", (1.01, y), xycoords=("axes fraction", "data"),

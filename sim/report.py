@@ -288,7 +288,7 @@ def arm_table(s: Section, week: int, completers: bool = False) -> str:
         ref = r.arm == sc.reference
         n = f"{kept[r.arm]:.0f} / {randomised[r.arm]:.0f}" if completers else f"{r.n:.0f}"
         g = "reference" if ref else f"{_num(r.g, 2)} [{_num(r.g_low, 2)}, {_num(r.g_high, 2)}]"
-        spread = "" if ref or r.replicates < 2 else f"{_num(r['g_p2.5'], 2)} to {_num(r['g_p97.5'], 2)}"
+        spread = "" if ref or r.replicates < 2 else f"{_num(r['g_trial_p2.5'], 2)} to {_num(r['g_trial_p97.5'], 2)}"
         rows.append([f"<b>{html.escape(r.arm)}</b>", f"{r.replicates}", n, _spread(r, "adherence", pct=True),
                      _spread(r, "dropout", pct=True), f"{_num(r.baseline)} → {_num(r.severity)}",
                      _spread(r, "change"), _num(r.change_pct), _spread(r, "response", pct=True),
@@ -582,8 +582,10 @@ def _section_html(s: Section, anchor: str) -> str:
         out.append(f"<h3 id='{anchor}-tables'>Outcomes by arm</h3>")
         out.append("<p class='meta'>Means over replicate trials, with the 2.5 and 97.5 percentiles over replicates in "
                    "brackets. Intention to treat: every randomised participant counts, dropouts included. g: Hedges g "
-                   f"of severity against {html.escape(sc.reference)} (positive = fewer symptoms); power: share of "
-                   "replicate trials with Welch p &lt; 0.05 in favour of the arm. ≥150 min/week: share averaging at "
+                   f"of severity against {html.escape(sc.reference)} (positive = fewer symptoms), paired: the arms of a "
+                   "replicate are the same simulated people. g: 95% of replicates and power (share of replicate "
+                   "trials with Welch p &lt; 0.05 in favour of the arm) compare the arm with the reference group of "
+                   "another replicate, as between two independent groups of a real trial. ≥150 min/week: share averaging at "
                    "least 150 minutes a week over the programme.</p>")
         out.append(f"<h4>End of programme (week {sc.weeks}), intention to treat</h4>" + arm_table(s, sc.weeks))
         if sc.follow_up_weeks:

@@ -195,3 +195,24 @@ def test_calibration_sensitivity_signs_follow_the_mechanisms(tmp_path):
     assert table.loc["exercise_helps", "symptoms.plasticity_benefit"] > 0
     md = sensitivity_markdown(table)
     assert "| dropout_some |" in md and md.count("\n") == len(table) + 1
+
+
+def test_power_and_spread_of_g_come_from_independent_cohorts():
+    """Arms of a replicate are the same people, so the paired g hardly varies; power and the spread of g
+    between trials compare an arm with another replicate's reference group, as in a real trial."""
+    text = TRIAL.replace("replicates: 3", "replicates: 12").replace("size: 120", "size: 60").replace(
+        "usual_care: {}", "usual_care: {}\n  twin: {}")
+    data = __import__("yaml").safe_load(text)
+    s, arms = scenario.parse(data, "twin.yaml")
+    loaded = scenario.LoadedScenario(scenario=s, path="twin.yaml", text=text, sha256="t", arms=arms)
+    with runner.executor("serial") as ex:
+        f = frames_of(loaded, 12, ex)
+    trials = metrics.trial_metrics(f.participants, f.daily, f.outcomes, "usual_care", 8)
+    summary = metrics.across_replicates(trials).set_index("arm")
+    twin = trials[trials.arm == "twin"]
+    assert (twin.g == 0).all()  # the same people with the same draws: no difference at all
+    assert twin.g_trial.std() > 0.05  # two different groups of 60 differ by chance
+    assert summary.loc["twin", "power"] <= 0.25  # no real effect: rarely "significant"
+    ex_ = trials[trials.arm == "exercise"]
+    assert ex_.g_trial.std() > 2 * ex_.g.std()
+    assert abs(ex_.g_trial.mean() - ex_.g.mean()) < 0.25  # same effect on average
