@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -58,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--jobs", type=_positive, default=1, help="parallel workers (default 1)")
     val.add_argument("--executor", choices=runner.EXECUTORS, default="processes")
     val.add_argument("--db", help=db_help)
-    val.add_argument("--out", type=Path, default=Path("results/validation.md"), help="markdown table to write")
+    val.add_argument("--out", type=Path, help="markdown table to write, with a .json next to it (default "
+                     "results/validation.md for the project's targets, results/validation_<targets file>.md otherwise)")
 
     exp = sub.add_parser("export", help="write stored results as parquet or csv files")
     exp.add_argument("--db", help=db_help)
@@ -90,18 +92,42 @@ def main(argv: list[str] | None = None) -> int:
     except (BadInput, ScenarioError, store.StoreError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except metrics.MetricError as e:  # a metric that cannot be computed from what was stored
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("\ninterrupted: finished runs are stored; run the same command again to resume.", file=sys.stderr)
         return 130
 
 
+def _writable_folder(folder: Path, option: str) -> None:
+    """BadInput unless `folder` exists or can be made, and can be written (checked before any work)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BadInput(f"{option} {folder}: cannot make this folder ({e.strerror or e})") from None
+    if not os.access(folder, os.W_OK):
+        raise BadInput(f"{option} {folder}: this folder is not writable")
+
+
+def _panel_checks(loaded: list[LoadedScenario], record: bool) -> None:
+    """BadInput for a scenario check whose metric needs the weekly panel when it is not being recorded."""
+    for ls in loaded:
+        for i, c in enumerate(ls.scenario.checks):
+            if c.metric in metrics.NEEDS_PANEL and not record:
+                raise BadInput(f"{ls.path}: checks.{i} ({c.id}): {c.metric} needs the per-participant weekly "
+                               "panel; run with --record participants-weekly")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    """`sim run`: every scenario and the database are checked before anything runs."""
+    """`sim run`: every scenario, the database and the output folder are checked before anything runs."""
     loaded = [load(p) for p in args.scenarios]
     names = [ls.scenario.name for ls in loaded]
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
         raise BadInput(f"two scenario files share the name {dup!r}; names must be unique within one run")
+    _panel_checks(loaded, bool(args.record))
+    _writable_folder(args.figures, "--figures")
     db = store.Store(args.db)
     if not args.allow_changed:
         for ls in loaded:
@@ -150,6 +176,12 @@ def _run_one(ls: LoadedScenario, db: store.Store, ex, args, kind: str, command: 
 def cmd_validate(args: argparse.Namespace) -> int:
     """`sim validate`: run every scenario a targets file names and check each target; 0 only if all pass."""
     targets = validation.load_targets(args.targets)
+    if args.out is None:  # the project's targets -> results/validation.md, which the report embeds
+        same = args.targets.resolve() == validation.DEFAULT_TARGETS.resolve()
+        args.out = Path("results") / ("validation.md" if same else f"validation_{args.targets.stem}.md")
+    _writable_folder(args.out.parent, "--out")
+    if args.out.is_dir():
+        raise BadInput(f"--out {args.out} is a folder; give a file name such as {args.out / 'validation.md'}")
     db = store.Store(args.db)
     need = validation.replicates_needed(targets, args.replicates)
     frames = {}
@@ -177,7 +209,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """`sim export`: runs and record tables as files."""
+    _writable_folder(args.out, "--out")
     db = store.Store(args.db)
+    if args.scenario and results.runs(db, args.scenario, status=None).empty:
+        raise BadInput(f"scenario {args.scenario!r} has no runs in {db.url}")
     for path in results.export(db, args.out, args.format, args.scenario):
         print(path)
     return 0
@@ -189,6 +224,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         if out is not None:
             report.check_writable(out)
+        if args.figures is not None:
+            _writable_folder(args.figures, "--figures")
         db = store.Store(args.db)
         sections = report.select(db, args.batch, args.scenario)
         if args.reference:

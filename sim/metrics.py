@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from sim.model import HABIT_LEVELS
 from sim.scenario import METRIC_NAMES, TRAITS, Check, Outcomes
 
 GUIDELINE_MINUTES = 150.0
@@ -510,7 +511,7 @@ def median_days_to_habit(f: Frames, arm: str, level: float = 0.95) -> pd.Series:
     their own plateau (the highest automaticity they reached; Lally et al. 2010 fit each person's)."""
     col = f"days_to_habit_{round(100 * level)}"
     if col not in f.participants.columns:
-        raise MetricError(f"level {level} is not recorded; recorded levels: 0.5, 0.8, 0.9, 0.95")
+        raise MetricError(f"level {level} is not recorded; recorded levels: {', '.join(map(str, HABIT_LEVELS))}")
     return _per_rep(_arm(f.participants, arm), lambda d: d[col].median())
 
 
@@ -530,7 +531,16 @@ def argument_problem(metric: str, given: dict, optional: tuple[str, ...] = ()) -
                and k not in optional]
     if missing:
         return f"{metric} needs {', '.join(missing)}"
+    for key in ("x", "y"):
+        if key in given and given[key] not in PER_PARTICIPANT:
+            return f"{key} {given[key]!r} is not a per-participant quantity; allowed: {', '.join(PER_PARTICIPANT)}"
+    if metric == "median_days_to_habit" and "level" in given and given["level"] not in HABIT_LEVELS:
+        return f"level {given['level']!r} is not recorded; recorded levels: {', '.join(map(str, HABIT_LEVELS))}"
     return None
+
+
+# Metrics that read the per-participant weekly panel (`--record participants-weekly`).
+NEEDS_PANEL = frozenset({"meets_guideline_rate", "relapse_rate", "odds_ratio_depressed_by_activity"})
 
 
 def compute(metric: str, frames: Frames, **args) -> pd.Series:

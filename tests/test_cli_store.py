@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -156,3 +158,64 @@ def test_runs_of_other_model_code_are_not_reused(tiny, tmp_path, capsys, monkeyp
     assert code == 0 and "4 runs now, 0 already stored" in out
     assert _counts(url)["runs"] == 8
     assert "means over 2 replicate trials" in out  # the summary uses only this code's runs
+
+
+def _nothing_stored(url: str) -> bool:
+    path = url.removeprefix("sqlite:///")
+    return not os.path.exists(path) or _counts(url)["runs"] == 0
+
+
+def test_a_check_needing_the_weekly_panel_is_refused_before_running(tmp_path, capsys):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY.replace("week: 4, accept: [0, 1]}",
+                                 "week: 4, accept: [0, 1]}\n  - {id: r, metric: relapse_rate, arm: exercise, "
+                                 "remitted_at: 4, week: 6, accept: [0, 1]}"))
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    code, out, err = _run(capsys, "run", path, "--db", url, "--figures", tmp_path)
+    assert code == 2 and "checks.1 (r): relapse_rate needs the per-participant weekly panel" in err
+    assert "--record participants-weekly" in err and "Traceback" not in err and _nothing_stored(url)
+    code, out, err = _run(capsys, "run", path, "--db", url, "--figures", tmp_path, "--record", "participants-weekly")
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("command", [
+    ["run", "TINY", "--figures", "BLOCKED/figs"],
+    ["report", "--figures", "BLOCKED/figs"],
+    ["export", "--out", "BLOCKED/exp"],
+    ["validate", "--targets", "TARGETS", "--out", "BLOCKED/v.md"],
+])
+def test_unwritable_output_folders_are_refused_before_any_work(tiny, tmp_path, capsys, command):
+    blocked = tmp_path / "a_file"
+    blocked.write_text("not a folder")
+    targets = tmp_path / "t.yaml"
+    targets.write_text(f"targets:\n  - {{id: d, scenario: {tiny.name}, metric: dropout_rate, arm: exercise, "
+                       "week: 4, published: 0.2, accept: [0, 1]}\n")
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    if command[0] in ("report", "export"):
+        assert _run(capsys, "run", tiny, "--db", url, "--figures", tmp_path)[0] == 0
+    args = [a.replace("BLOCKED", str(blocked)).replace("TARGETS", str(targets)).replace("TINY", str(tiny))
+            for a in command]
+    before = _counts(url) if os.path.exists(tmp_path / "r.db") else None
+    code, out, err = _run(capsys, *args, "--db", url)
+    assert code == 2 and "cannot make this folder" in err and "Traceback" not in err
+    assert (_counts(url) if before is not None else None) == before and (before is not None or _nothing_stored(url))
+
+
+def test_export_of_an_unknown_scenario_exits_2(tiny, tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    assert _run(capsys, "run", tiny, "--db", url, "--figures", tmp_path)[0] == 0
+    code, _, err = _run(capsys, "export", "--db", url, "--out", tmp_path / "exp", "--scenario", "nosuch")
+    assert code == 2 and "'nosuch' has no runs" in err and not list((tmp_path / "exp").glob("*.parquet"))
+
+
+def test_validate_with_another_targets_file_does_not_replace_the_projects_validation(tiny, tmp_path, capsys,
+                                                                                      monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    targets = tmp_path / "mine.yaml"
+    targets.write_text(f"targets:\n  - {{id: d, scenario: {tiny.name}, metric: dropout_rate, arm: exercise, "
+                       "week: 4, published: 0.2, accept: [0, 1]}\n")
+    code, out, err = _run(capsys, "validate", "--targets", targets, "--db", f"sqlite:///{tmp_path / 'v.db'}")
+    assert code == 0, err
+    assert (tmp_path / "results" / "validation_mine.md").exists()
+    assert (tmp_path / "results" / "validation_mine.json").exists()
+    assert not (tmp_path / "results" / "validation.md").exists()

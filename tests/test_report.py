@@ -323,8 +323,8 @@ def test_any_arm_can_be_the_reference(stored, tmp_path, capsys):
     s = sections[0]
     g_flipped = metrics.trial_metrics(s.res.participants, s.res.daily, s.scenario.outcomes, "exercise", 4)
     g_usual = metrics.trial_metrics(s.res.participants, s.res.daily, s.scenario.outcomes, "usual_care", 4)
-    a = g_flipped[g_flipped.arm == "usual_care"].g.to_numpy()
-    b = g_usual[g_usual.arm == "exercise"].g.to_numpy()
+    a = g_flipped[g_flipped.arm == "usual_care"].sort_values("replicate").g.to_numpy()
+    b = g_usual[g_usual.arm == "exercise"].sort_values("replicate").g.to_numpy()
     np.testing.assert_allclose(a, -b)  # Hedges g is antisymmetric in the two arms
 
 

@@ -137,6 +137,10 @@ def test_check_names_an_undefined_arm():
     ({"metric": "dropout_rate", "arm": "exercise", "week": 4, "level": 0.9}, "checks.0",
      ("dropout_rate does not take level", "it takes arm, week")),
     ({"metric": "happiness", "arm": "exercise"}, "checks.0.metric", ("'dropout_rate'",)),
+    ({"metric": "association", "arm": "exercise", "x": "fitnes", "y": "adherence"}, "checks.0",
+     ("x 'fitnes' is not a per-participant quantity", "fitness")),
+    ({"metric": "median_days_to_habit", "arm": "exercise", "level": 0.7}, "checks.0",
+     ("level 0.7 is not recorded", "0.5, 0.8, 0.9, 0.95")),
     ({"metric": "relapse_rate", "arm": "exercise", "remitted_at": 99, "week": 12}, "checks.0.remitted_at",
      ("got 99", "0-12")),
 ])
