@@ -73,7 +73,8 @@ def run_batch(loaded: LoadedScenario, db: store.Store, executor: Executor, repli
                               "participants-weekly" if panel else "")
     todo = runner.tasks(loaded, replicates)
     keys = {t: store.run_key(loaded.sha256, t.arm, t.replicate, t.seed_label(sc.seed)) for t in todo}
-    done = db.done_keys(list(keys.values()))
+    # with --record participants-weekly, runs stored without the panel run again to add it
+    done = db.done_keys(list(keys.values()), with_panel=panel)
     pending = [t for t in todo if keys[t] not in done]
     failed, store_seconds = 0, 0.0
     progress = Progress(sc.name, len(pending))

@@ -226,12 +226,14 @@ class Store:
             c.execute(batches.update().where(batches.c.id == batch_id).values(
                 finished_at=_now(), wall_seconds=wall_seconds, store_seconds=store_seconds))
 
-    def done_keys(self, keys: list[str]) -> set[str]:
-        """Those of the keys whose runs are stored complete."""
+    def done_keys(self, keys: list[str], with_panel: bool = False) -> set[str]:
+        """Those of the keys whose runs are stored complete (and, if `with_panel`, with their weekly panel)."""
         wanted = set(keys)
+        q = sa.select(runs.c.key).where(runs.c.status == "done")
+        if with_panel:
+            q = q.where(sa.exists().where(participant_weeks.c.run_id == runs.c.id))
         with self.engine.connect() as c:
-            rows = c.execute(sa.select(runs.c.key).where(runs.c.status == "done")).scalars()
-            return {k for k in rows if k in wanted}
+            return {k for k in c.execute(q).scalars() if k in wanted}
 
     def _run_row(self, c, key: str, scenario_id: int, batch_id: int, arm: str, replicate: int,
                  seed: str) -> tuple[int, str]:
@@ -243,13 +245,18 @@ class Store:
         return row.id, row.status
 
     def save_run(self, key: str, scenario_id: int, batch_id: int, rec: RunRecords, panel: bool = False) -> bool:
-        """Store one finished run and its records in a single transaction; False if it was already stored."""
+        """Store one finished run and its records in a single transaction (or only its weekly panel, if the run
+        was stored without one); False if there was nothing to add."""
         sha, dirty = provenance.git_state()
         finished = _now()
         try:
             with self.engine.begin() as c:
                 run_id, status = self._run_row(c, key, scenario_id, batch_id, rec.arm, rec.replicate, rec.seed)
-                if status == "done":  # another writer stored it first
+                if status == "done":  # stored before: at most its weekly panel is missing
+                    has_panel = c.execute(sa.select(sa.exists().where(participant_weeks.c.run_id == run_id))).scalar()
+                    if panel and not has_panel:  # the same seed reproduces the run, so its panel fits
+                        _bulk_insert(c, participant_weeks, rec.weekly, run_id)
+                        return True
                     return False
                 for t in CHILD_TABLES:  # a failed earlier attempt leaves no rows, but be sure
                     c.execute(t.delete().where(t.c.run_id == run_id))

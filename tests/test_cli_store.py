@@ -219,3 +219,24 @@ def test_validate_with_another_targets_file_does_not_replace_the_projects_valida
     assert (tmp_path / "results" / "validation_mine.md").exists()
     assert (tmp_path / "results" / "validation_mine.json").exists()
     assert not (tmp_path / "results" / "validation.md").exists()
+
+
+def test_the_weekly_panel_can_be_added_to_runs_stored_without_it(tiny, tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    assert _run(capsys, "run", tiny, "--db", url, "--figures", tmp_path)[0] == 0
+    before = _counts(url)
+    people = results.table(store.Store(url), "participants")
+    assert before["participant_weeks"] == 0
+    code, out, err = _run(capsys, "run", tiny, "--db", url, "--figures", tmp_path, "--record", "participants-weekly")
+    assert code == 0, err
+    assert "4 runs now, 0 already stored" in out
+    after = _counts(url)
+    assert after["runs"] == before["runs"] and after["participants"] == before["participants"]
+    assert after["participant_weeks"] == 4 * 30 * 7  # 4 runs x 30 people x weeks 0-6
+    pd.testing.assert_frame_equal(results.table(store.Store(url), "participants"), people)
+    # the panel agrees with the stored endpoints: the same seed reproduced each run
+    w = results.table(store.Store(url), "participant_weeks")
+    end = w[w.week == 6].sort_values(["arm", "replicate", "pid"]).severity.to_numpy()
+    np.testing.assert_allclose(end, people.sort_values(["arm", "replicate", "pid"]).severity_end.to_numpy())
+    code, out, _ = _run(capsys, "run", tiny, "--db", url, "--figures", tmp_path, "--record", "participants-weekly")
+    assert "0 runs now, 4 already stored" in out
