@@ -137,18 +137,6 @@ def with_reference(sections: list[Section], arm: str) -> list[Section]:
     return sections
 
 
-def _batch_model_hash(db: st.Store, batch: dict) -> str:
-    """The model code a batch ran: that of the runs it stored, else of the latest stored run it reused."""
-    q = sa.select(st.runs.c.model_hash).where(st.runs.c.status == "done", st.runs.c.model_hash.is_not(None))
-    with db.engine.connect() as c:
-        own = list(c.execute(q.where(st.runs.c.batch_id == batch["id"])).scalars())
-        if own:
-            return max(set(own), key=own.count)
-        sid = c.execute(sa.select(st.scenarios.c.id).where(st.scenarios.c.sha256 == batch["sha256"])).scalar_one()
-        later = q.where(st.runs.c.scenario_id == sid).order_by(st.runs.c.finished_at.desc()).limit(1)
-        return c.execute(later).scalar() or provenance.model_hash()
-
-
 def section(db: st.Store, batch: dict) -> Section:
     """The report section of one batch row (as _latest_batch returns it)."""
     try:
@@ -156,7 +144,7 @@ def section(db: st.Store, batch: dict) -> Section:
     except (ScenarioError, yaml.YAMLError) as e:
         raise ReportError(f"the stored text of scenario {batch['name']!r} (sha256 {batch['sha256'][:10]}) does not "
                           f"validate with this code: {e}") from None
-    mh = _batch_model_hash(db, batch)
+    mh = results.batch_model_hash(db, batch["id"])
     res = results.scenario_results(db, batch["sha256"], batch["replicates"], model_hash=mh)
     every = results.runs(db, batch["sha256"], status=None)
     by_key = every.set_index("key")

@@ -4,7 +4,12 @@
     db = store.Store()                                   # or Store("postgresql+psycopg://...")
     results.runs(db, scenario="standard_prescription")   # one row per run, with provenance
     results.table(db, "participants", scenario="standard_prescription", arm="exercise")
-    results.table(db, "arm_days", batch=3)
+    results.batch_results(db, 3).participants            # everything batch 3 reports, reused runs included
+
+`runs` and `table` filter rows as asked: `batch=` keeps the runs that batch computed and stored (a resumed
+or repeated batch reuses runs an earlier batch stored, and those keep their first batch id), and a
+scenario name alone spans every model-code version that ran it (filter with `model_hash=`).
+`scenario_results` and `batch_results` give one consistent set: one scenario text, one model version.
 """
 
 from __future__ import annotations
@@ -90,6 +95,30 @@ def scenario_results(db: st.Store, sha256: str, replicates: int | None = None,
         daily=keep(table(db, "arm_days", sha256, model_hash=model_hash)),
         participants=keep(table(db, "participants", sha256, model_hash=model_hash)),
         weekly=keep(table(db, "participant_weeks", sha256, model_hash=model_hash)))
+
+
+def batch_model_hash(db: st.Store, batch_id: int) -> str:
+    """The model code a batch ran: that of the runs it stored, else of the latest run of its scenario it reused."""
+    q = sa.select(st.runs.c.model_hash).where(st.runs.c.status == "done", st.runs.c.model_hash.is_not(None))
+    with db.engine.connect() as c:
+        own = list(c.execute(q.where(st.runs.c.batch_id == batch_id)).scalars())
+        if own:
+            return max(set(own), key=own.count)
+        sid = c.execute(sa.select(st.batches.c.scenario_id).where(st.batches.c.id == batch_id)).scalar_one()
+        later = q.where(st.runs.c.scenario_id == sid).order_by(st.runs.c.finished_at.desc()).limit(1)
+        return c.execute(later).scalar() or provenance.model_hash()
+
+
+def batch_results(db: st.Store, batch_id: int) -> ScenarioResults:
+    """The finished runs a batch covers (its scenario text, its replicates, the model code it ran),
+    whether the batch computed them or reused them from an earlier one; KeyError if there is no such batch."""
+    with db.engine.connect() as c:
+        row = c.execute(sa.select(st.batches.c.replicates, st.scenarios.c.sha256)
+                        .join(st.scenarios, st.batches.c.scenario_id == st.scenarios.c.id)
+                        .where(st.batches.c.id == batch_id)).first()
+    if row is None:
+        raise KeyError(f"batch {batch_id} is not in {db.url}")
+    return scenario_results(db, row.sha256, row.replicates, model_hash=batch_model_hash(db, batch_id))
 
 
 def export(db: st.Store, out: Path, fmt: str, scenario: str | None = None) -> list[Path]:

@@ -240,3 +240,16 @@ def test_the_weekly_panel_can_be_added_to_runs_stored_without_it(tiny, tmp_path,
     np.testing.assert_allclose(end, people.sort_values(["arm", "replicate", "pid"]).severity_end.to_numpy())
     code, out, _ = _run(capsys, "run", tiny, "--db", url, "--figures", tmp_path, "--record", "participants-weekly")
     assert "0 runs now, 4 already stored" in out
+
+
+def test_batch_results_include_runs_reused_from_an_earlier_batch(tiny, tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    assert _run(capsys, "run", tiny, "--db", url, "--figures", tmp_path)[0] == 0
+    assert _run(capsys, "run", tiny, "--db", url, "--figures", tmp_path)[0] == 0  # batch 2 reuses all 4 runs
+    db = store.Store(url)
+    assert results.runs(db, batch=2).empty  # batch 2 computed nothing itself
+    first, second = results.batch_results(db, 1), results.batch_results(db, 2)
+    assert len(second.runs) == 4
+    pd.testing.assert_frame_equal(second.participants, first.participants)
+    with pytest.raises(KeyError, match="batch 9"):
+        results.batch_results(db, 9)
