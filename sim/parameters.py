@@ -89,7 +89,7 @@ PARAMETERS: tuple[Param, ...] = (
        "median habit gain per repetition (missed days slow it, so the rate exceeds 1-0.05^(1/66) = 0.044)",
        "L10; calibrated, docs/calibration.md"),
     _P("habit.rate_spread", 0.6, 0.0, 1.5, "log-sd",
-       "between-person spread (lognormal) of the habit rate; 0.6 spans ~18-254 days", "L10 range 18-254"),
+       "between-person spread (lognormal) of the habit rate; 0.6 spans ~16-187 repetitions (+-2 sd)", "L10 range 18-254 days"),
     _P("habit.miss_decay", 0.02, 0.0, 0.2, "per missed planned session",
        "habit lost on a missed planned day (one miss does not reset it)", "L10"),
     _P("habit.idle_decay", 0.004, 0.0, 0.05, "per day without a session",

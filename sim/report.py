@@ -631,7 +631,7 @@ def validation_html(record: dict | None, path: Path | str) -> str:
         ok = bool(r.get("passed"))
         passed += ok
         rows.append([html.escape(str(r.get("id"))), html.escape(str(r.get("finding", ""))), num(r.get("published")),
-                     f"{num(r.get('mean'))} [{num(r.get('p2.5'))}, {num(r.get('p97.5'))}] (n={r.get('replicates')})",
+                     f"{num(r.get('mean'))} [{num(r.get('p2.5'))}, {num(r.get('p97.5'))}] ({r.get('replicates')} reps)",
                      f"{num(r.get('accept_low'))} to {num(r.get('accept_high'))}",
                      "pass" if ok else "<span class='missing'>FAIL</span>"])
     out.append(_html_table(["target", "finding", "published", "simulated mean [95% over replicates]", "accept",

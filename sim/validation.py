@@ -112,7 +112,7 @@ def table_text(result: pd.DataFrame) -> str:
     head = f"{'target':<30}{'published':>10}  {'simulated mean [95% over replicates]':<40}{'accept':<18}result"
     lines = [head, "-" * len(head)]
     for _, r in result.iterrows():
-        sim = f"{_fmt(r['mean'])} [{_fmt(r['p2.5'])}, {_fmt(r['p97.5'])}] (n={r.replicates})"
+        sim = f"{_fmt(r['mean'])} [{_fmt(r['p2.5'])}, {_fmt(r['p97.5'])}] ({r.replicates} reps)"
         lines.append(f"{r.id:<30}{_fmt(r.published):>10}  {sim:<40}{_fmt(r.accept_low) + ' to ' + _fmt(r.accept_high):<18}"
                      f"{'pass' if r.passed else 'FAIL'}{'  ' + r.note if r.note else ''}")
     passed = int(result.passed.sum())
@@ -145,7 +145,7 @@ def table_markdown(result: pd.DataFrame, header: str) -> str:
              "|---|---|---|---|---|---|"]
     for _, r in result.iterrows():
         lines.append(f"| {r.id} | {r.finding} ({r.source.split('.')[0]}) | {_fmt(r.published)} | "
-                     f"{_fmt(r['mean'])} [{_fmt(r['p2.5'])}, {_fmt(r['p97.5'])}] (n={r.replicates}) | "
+                     f"{_fmt(r['mean'])} [{_fmt(r['p2.5'])}, {_fmt(r['p97.5'])}] ({r.replicates} reps) | "
                      f"{_fmt(r.accept_low)} to {_fmt(r.accept_high)} | {'pass' if r.passed else '**FAIL**'} |")
     lines.append(f"\n{int(result.passed.sum())} of {len(result)} targets pass.\n")
     return "\n".join(lines)
