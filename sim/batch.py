@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 import time
 import traceback
-from concurrent.futures import Executor, as_completed
+from concurrent.futures import Executor
+from functools import partial
 from dataclasses import dataclass
 
 from tqdm import tqdm
@@ -78,10 +79,8 @@ def run_batch(loaded: LoadedScenario, db: store.Store, executor: Executor, repli
     pending = [t for t in todo if keys[t] not in done]
     failed, store_seconds = 0, 0.0
     progress = Progress(sc.name, len(pending))
-    futures = {executor.submit(runner.run_task, loaded, t, panel): t for t in pending}
     try:
-        for fut in as_completed(futures):
-            t = futures[fut]
+        for t, fut in runner.as_finished(executor, partial(runner.run_task, loaded, panel=panel), pending):
             t0 = time.perf_counter()
             try:
                 rec = fut.result()

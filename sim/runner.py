@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterable, Iterator, TypeVar
 import numpy as np
 
 from sim import parameters, population, records
@@ -56,7 +56,7 @@ def tasks(loaded: LoadedScenario, replicates: int | None = None) -> list[Task]:
 
 
 class _Serial(Executor):
-    """In-process executor with the concurrent.futures interface (for debugging and tests)."""
+    """In-process executor with the concurrent.futures interface (--jobs 1, debugging, tests)."""
 
     def submit(self, fn, /, *args, **kwargs):
         f: Future = Future()
@@ -68,6 +68,23 @@ class _Serial(Executor):
 
 
 EXECUTORS = ("serial", "processes", "dask")
+
+T = TypeVar("T")
+
+
+def as_finished(pool: Executor, fn: Callable[[T], object], items: Iterable[T]) -> Iterator[tuple[T, Future]]:
+    """Yield (item, future of fn(item)) as each run finishes.
+
+    In-process, items run one at a time as they are asked for, so the caller stores each run before the
+    next starts (a batch killed midway keeps what it finished); pools get every item at once.
+    """
+    if isinstance(pool, _Serial):
+        for item in items:
+            yield item, pool.submit(fn, item)
+        return
+    futures = {pool.submit(fn, item): item for item in items}
+    for fut in as_completed(futures):
+        yield futures[fut], fut
 
 
 @contextmanager
