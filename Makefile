@@ -23,6 +23,7 @@ help:
 	@echo "make scenarios  run every scenario in scenarios/"
 	@echo "make validate   check the model against published trials (scenarios/trials/targets.yaml)"
 	@echo "make calibrate  fit the free parameters to those targets (Optuna; ~10 min on 2 cores)"
+	@echo "make bench      engine and storage benchmarks, reported as ratios"
 	@echo "make clean      remove the venv and generated results"
 
 $(VENV)/.installed: pyproject.toml

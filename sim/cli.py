@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from sim import batch, metrics, plots, provenance, report, results, runner, store, summary, validation
-from sim.scenario import LoadedScenario, ScenarioError, load
+from sim.scenario import MAX_REPLICATES, LoadedScenario, ScenarioError, load
 
 EXIT_BAD_INPUT = 2
 
@@ -30,6 +30,23 @@ def _positive(text: str) -> int:
     return value
 
 
+def _replicates(text: str) -> int:
+    value = _positive(text)
+    if value > MAX_REPLICATES:
+        raise argparse.ArgumentTypeError(f"{value} is more than {MAX_REPLICATES:,} (the most a scenario allows)")
+    return value
+
+
+def _scheduler(text: str) -> str:
+    """A Dask scheduler address: tcp://host:port (or another Dask protocol, or host:port)."""
+    proto, _, rest = text.rpartition("://")
+    host, _, port = rest.rpartition(":")
+    if not host or not port.isdigit() or (proto and proto not in ("tcp", "tls", "ucx", "inproc", "ws", "wss")):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a scheduler address; expected tcp://host:port, "
+                                         "e.g. tcp://10.0.0.5:8786")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with all subcommands."""
     parser = argparse.ArgumentParser(prog="sim", description="Virtual trials of exercise adherence in depression.")
@@ -39,11 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run scenarios' arms x replicates, store, summarise and plot")
     run.add_argument("scenarios", nargs="+", type=Path, help="scenario YAML files")
-    run.add_argument("--replicates", type=_positive, help="replicate trials per arm (default: the scenario's)")
+    run.add_argument("--replicates", type=_replicates, help="replicate trials per arm (default: the scenario's)")
     run.add_argument("--jobs", type=_positive, default=1, help="parallel workers (default 1)")
     run.add_argument("--executor", choices=runner.EXECUTORS, default="processes",
                      help="where runs execute: in this process, local processes (default), or Dask distributed")
-    run.add_argument("--scheduler", help="address of an existing Dask scheduler, e.g. tcp://10.0.0.5:8786 "
+    run.add_argument("--scheduler", type=_scheduler, help="address of an existing Dask scheduler, e.g. tcp://10.0.0.5:8786 "
                                          "(implies --executor dask)")
     run.add_argument("--db", help=db_help)
     run.add_argument("--record", choices=store.RECORD_OPTIONS, action="append", default=[],
@@ -55,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="check the model against published findings (a targets file)")
     val.add_argument("--targets", type=Path, default=validation.DEFAULT_TARGETS, help="targets file "
                      f"(default {validation.DEFAULT_TARGETS})")
-    val.add_argument("--replicates", type=_positive, help="replicates per scenario (default: per target/scenario)")
+    val.add_argument("--replicates", type=_replicates, help="replicates per scenario (default: per target/scenario)")
     val.add_argument("--jobs", type=_positive, default=1, help="parallel workers (default 1)")
     val.add_argument("--executor", choices=runner.EXECUTORS, default="processes")
     val.add_argument("--db", help=db_help)
@@ -78,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", type=Path, help=f"HTML file to write (default {report.DEFAULT_OUT}, "
                                               "unless only --figures is given)")
     rep.add_argument("--figures", type=Path, help="also save every figure as PNG and SVG into this folder")
-    rep.add_argument("--validation", type=Path, default=report.DEFAULT_VALIDATION,
+    rep.add_argument("--validation", type=Path,
                      help=f"`sim validate` result to include (default {report.DEFAULT_VALIDATION}; skipped if absent)")
     return parser
 
@@ -209,10 +226,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """`sim export`: runs and record tables as files."""
-    _writable_folder(args.out, "--out")
-    db = store.Store(args.db)
+    db = store.Store(args.db, create=False)
     if args.scenario and results.runs(db, args.scenario, status=None).empty:
-        raise BadInput(f"scenario {args.scenario!r} has no runs in {db.url}")
+        stored = sorted(set(results.runs(db, status=None).scenario))
+        raise BadInput(f"--scenario {args.scenario!r} has no runs in {db.url}; stored scenarios: "
+                       f"{', '.join(stored) or 'none'}")
+    _writable_folder(args.out, "--out")
     for path in results.export(db, args.out, args.format, args.scenario):
         print(path)
     return 0
@@ -226,7 +245,11 @@ def cmd_report(args: argparse.Namespace) -> int:
             report.check_writable(out)
         if args.figures is not None:
             _writable_folder(args.figures, "--figures")
-        db = store.Store(args.db)
+        record = validation.read_record(args.validation or report.DEFAULT_VALIDATION)
+        if args.validation is not None and record is None:
+            raise BadInput(f"--validation {args.validation}: no such file; write one with `sim validate`, or leave "
+                           f"the option out to use {report.DEFAULT_VALIDATION} when it exists")
+        db = store.Store(args.db, create=False)
         sections = report.select(db, args.batch, args.scenario)
         if args.reference:
             sections = report.with_reference(sections, args.reference)
@@ -234,8 +257,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             paths = report.save_figures(sections, args.figures)
             print(f"figures: {len(paths) // 2} figures as PNG and SVG in {args.figures}")
         if out is not None:
-            report.write(report.build(sections, db.url, validation=validation.read_record(args.validation),
-                                      validation_path=args.validation), out)
+            report.write(report.build(sections, db.url, validation=record,
+                                      validation_path=args.validation or report.DEFAULT_VALIDATION), out)
             print(f"report:  {out}")
     except report.ReportError as e:
         raise BadInput(str(e)) from None

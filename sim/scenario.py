@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, get_args
+from typing import Annotated, Any, ClassVar, Iterator, Literal, get_args
 
 import numpy as np
 import yaml
@@ -21,6 +21,7 @@ TRAITS = ("reward_sensitivity", "cognitive_control", "baseline_severity", "distr
 TraitName = Literal["reward_sensitivity", "cognitive_control", "baseline_severity", "distress_tolerance",
                     "fitness"]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+MAX_REPLICATES = 100_000
 
 
 class ScenarioError(Exception):
@@ -43,7 +44,7 @@ def _allows_bool(annotation: Any) -> bool:
 class Strict(BaseModel):
     """Base for scenario sections: unknown keys are refused with the list of allowed ones."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod
@@ -137,6 +138,9 @@ class TraitRange(Strict):
     def _some_bound(self) -> "TraitRange":
         if self.below is None and self.above is None:
             raise ValueError("give 'below', 'above' or both")
+        if self.below is not None and self.above is not None and self.below <= self.above:
+            raise ValueError(f"no value is both below {self.below:g} and above {self.above:g}: 'below' must be "
+                             "greater than 'above'")
         return self
 
 
@@ -306,7 +310,7 @@ class Scenario(Strict):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=80)]
     description: str = ""
     seed: Annotated[int, Field(ge=0)]
-    replicates: Annotated[int, Field(ge=1, le=100_000)] = 10
+    replicates: Annotated[int, Field(ge=1, le=MAX_REPLICATES)] = 10
     weeks: Annotated[int, Field(ge=1, le=104)]
     follow_up_weeks: Annotated[int, Field(ge=0, le=156)] = 0
     population: Population = Population()
@@ -377,15 +381,21 @@ def _semantic_checks(s: Scenario) -> None:
             raise _Bad(f"arms.{name}.extends", arm.extends, f"must name another arm: {', '.join(arm_names)}")
         if arm.stage2 is not None and arm.stage2.week > s.weeks:
             raise _Bad(f"arms.{name}.stage2.week", arm.stage2.week, f"must fall in the programme (1-{s.weeks})")
+    ids = [c.id for c in s.checks]
+    if dup := next((i for i in ids if ids.count(i) > 1), None):
+        raise _Bad("checks", dup, "check ids must be unique")
     for i, c in enumerate(s.checks):
-        for key in ("arm", "reference"):
-            val = getattr(c, key)
-            if val is not None and val != "all" and val not in s.arms:
-                raise _Bad(f"checks.{i}.{key}", val, f"must be one of the arms: {', '.join(arm_names)}")
-        for key in ("week", "remitted_at"):
-            val = getattr(c, key)
-            if val is not None and val > s.weeks + s.follow_up_weeks:
-                raise _Bad(f"checks.{i}.{key}", val, f"must be 0-{s.weeks + s.follow_up_weeks}")
+        if problem := metric_call_problem(c, s, s.reference):
+            key, value, allowed = problem
+            raise _Bad(f"checks.{i}.{key}", value, allowed)
+    for path, comp in _all_components(s):
+        for key in ("support", "reward_cues"):
+            c = getattr(comp, key)
+            window = (c.weeks if c is not None and c.weeks is not None else s.weeks)
+            if c is not None and c.fade_weeks > window:
+                raise _Bad(f"{path}.{key}.fade_weeks", c.fade_weeks,
+                           f"the fade happens within the {key} window of {window} weeks (its 'weeks', else the "
+                           f"programme's): must be 0-{window}")
     pop = s.population
     where = [("population.traits", None, pop.traits)] + [
         (f"population.subgroups.{i}.traits", g, g.traits) for i, g in enumerate(pop.subgroups)]
@@ -397,10 +407,50 @@ def _semantic_checks(s: Scenario) -> None:
                 raise _Bad(f"{path}.{trait}", {"low": spec.low, "high": spec.high},
                            f"with the defaults and the scale filled in, the bounds are {low:g} to {high:g}: "
                            "low must be below high (set both)")
+            if not low <= spec.mean <= high:
+                raise _Bad(f"{path}.{trait}.mean", spec.mean, f"must lie within the trait's bounds, {low:g} to "
+                           f"{high:g} (set low/high to change them)")
     try:
         parameters.resolve(s.parameters)
     except parameters.ParameterError as e:
         raise _Bad(f"parameters.{e.name}", e.value, e.allowed) from None
+
+
+def metric_call_problem(call: MetricCall, s: Scenario, default_reference: str | None = None
+                        ) -> tuple[str, Any, str] | None:
+    """Why a check's or target's arguments do not fit scenario `s` (the key, its value, what is allowed),
+    else None: arms must exist, weeks must fall in the run, and a comparison needs two different arms."""
+    arm_names = ", ".join(s.arms)
+    for key in ("arm", "reference"):
+        val = getattr(call, key)
+        if val is not None and val != "all" and val not in s.arms:
+            return key, val, f"not an arm of {s.name}; arms: {arm_names} (or 'all' to pool them)"
+    for key in ("week", "remitted_at"):
+        val = getattr(call, key)
+        if val is not None and val > s.weeks + s.follow_up_weeks:
+            return key, val, f"must be 0-{s.weeks + s.follow_up_weeks} (the weeks {s.name} runs)"
+    if call.metric in COMPARISONS:
+        reference = call.reference or default_reference
+        for key, val in (("arm", call.arm), ("reference", reference)):
+            if val == "all":
+                return key, val, f"{call.metric} compares two arms, so it needs a named arm: {arm_names}"
+        if call.arm == reference:
+            return "arm", call.arm, f"{call.metric} compares the arm with a different reference arm"
+    return None
+
+
+# Metrics that compare an arm with a reference arm (and so cannot pool arms).
+COMPARISONS = ("effect_size", "dropout_difference")
+
+
+def _all_components(s: Scenario) -> Iterator[tuple[str, Components]]:
+    """Every set of components in the arms, with its field path: the arm's own, assign rules', stage 2's."""
+    for name, arm in s.arms.items():
+        yield f"arms.{name}", arm
+        for i, rule in enumerate(arm.assign):
+            yield f"arms.{name}.assign.{i}.add", rule.add
+        if arm.stage2 is not None:
+            yield f"arms.{name}.stage2.add", arm.stage2.add
 
 
 class _Bad(Exception):
@@ -409,8 +459,19 @@ class _Bad(Exception):
 
 
 def _sessions_needed(s: Scenario, arms: dict[str, Components]) -> None:
-    """Titration, support, priming and cues act on sessions: the arm must prescribe some."""
+    """Titration, support, priming and cues act on sessions: the arm must prescribe some (and titration
+    must build up to it)."""
     for name, arm in arms.items():
+        t, p = arm.titration, arm.prescription
+        if t is not None and p is not None:
+            if t.start_minutes > p.minutes:
+                raise _Bad(f"arms.{name}.titration.start_minutes", t.start_minutes,
+                           f"titration builds up to the prescription, so it starts at most at its {p.minutes:g} "
+                           "minutes")
+            if t.start_intensity is not None and t.start_intensity > p.intensity:
+                raise _Bad(f"arms.{name}.titration.start_intensity", t.start_intensity,
+                           f"titration builds up to the prescription, so it starts at most at its intensity "
+                           f"{p.intensity:g}")
         if arm.prescription is not None or any(r.add.prescription for r in s.arms[name].assign):
             continue
         for comp in ("titration", "support", "priming", "reward_cues"):
@@ -457,22 +518,54 @@ def parse(data: Any, file: str | Path = "<scenario>") -> tuple[Scenario, dict[st
     return s, arms
 
 
-def load(path: str | Path) -> LoadedScenario:
-    """Read, parse and validate one scenario file."""
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """Safe YAML loader that refuses a key repeated in one mapping (plain YAML keeps the last silently)."""
+
+
+def _unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    first: dict = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            if key in first:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first at line {first[key].line + 1}); each key may "
+                    "appear once in a mapping", key_node.start_mark)
+            first[key] = key_node.start_mark
+        except TypeError:  # an unhashable key: SafeLoader refuses it itself
+            pass
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
+def read_yaml(path: str | Path, what: str = "file") -> tuple[str, Any]:
+    """The text of a YAML file and its data; a ScenarioError for a missing, unreadable or malformed file."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ScenarioError(path, "", NO_VALUE, "file not found") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
-        raise ScenarioError(path, "", NO_VALUE, f"cannot read the file ({e.__class__.__name__})") from None
+        raise ScenarioError(path, "", NO_VALUE, f"{what} not found") from None
+    except IsADirectoryError:
+        raise ScenarioError(path, "", NO_VALUE, f"is a folder, not a {what}") from None
+    except UnicodeDecodeError as e:
+        raise ScenarioError(path, "", NO_VALUE, f"not UTF-8 text (byte {e.start}); save the {what} as UTF-8") from None
+    except OSError as e:
+        raise ScenarioError(path, "", NO_VALUE, f"cannot read the {what} ({e.strerror or e})") from None
     try:
-        data = yaml.safe_load(text)
+        return text, yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ScenarioError(path, where, NO_VALUE, f"malformed YAML: {problem}") from None
+
+
+def load(path: str | Path) -> LoadedScenario:
+    """Read, parse and validate one scenario file."""
+    path = Path(path)
+    text, data = read_yaml(path, "scenario file")
     scenario, arms = parse(data, path)
     return LoadedScenario(scenario=scenario, path=str(path), text=text,
                           sha256=hashlib.sha256(text.encode()).hexdigest(), arms=arms)

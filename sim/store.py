@@ -110,6 +110,10 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 RECORD_OPTIONS = ("participants-weekly",)
 
 
+URL_FORMS = ("expected sqlite:///relative/path.db, sqlite:////absolute/path.db or "
+             "postgresql+psycopg://user@host:5432/dbname")
+
+
 class StoreError(Exception):
     """The database cannot be opened or used; the message says which and why."""
 
@@ -144,17 +148,30 @@ def _shown(url: sa.engine.URL) -> str:
 class Store:
     """A connection to the results database, migrated to this code's schema on opening."""
 
-    def __init__(self, url: str | None = None):
+    def __init__(self, url: str | None = None, create: bool = True):
+        """Open (and migrate) the store at `url`; with `create` False, a missing SQLite file is an error
+        rather than a new empty store (for commands that only read)."""
         raw = resolve_url(url)
         try:
             u = sa.engine.make_url(raw)
         except ArgumentError:
-            raise StoreError(f"database URL {raw!r} is malformed; expected e.g. sqlite:///results/sim.db "
-                             "or postgresql+psycopg://user@host:5432/db") from None
+            raise StoreError(f"database URL {raw!r} is malformed; {URL_FORMS}") from None
         self.url = _shown(u)
+        if u.get_backend_name() not in ("sqlite", "postgresql"):
+            raise StoreError(f"database URL {self.url!r}: {u.get_backend_name()!r} is not supported; {URL_FORMS}")
         try:
             if u.get_backend_name() == "sqlite" and u.database not in (None, "", ":memory:"):
-                Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+                path = Path(u.database)
+                if not create and not path.exists():
+                    raise StoreError(f"no results database at {path} ({self.url}); run `sim run` first, or "
+                                     "point --db (or SIM_DB_URL) at an existing store")
+                if path.is_dir():
+                    raise StoreError(f"database URL {self.url!r}: {path} is a folder; give a file name, e.g. "
+                                     f"sqlite:///{path / 'sim.db'}")
+                for parent in path.parents:
+                    if parent.exists() and not parent.is_dir():
+                        raise StoreError(f"database URL {self.url!r}: {parent} is a file, not a folder")
+                path.parent.mkdir(parents=True, exist_ok=True)
             args = {"timeout": 60} if u.get_backend_name() == "sqlite" else {"connect_timeout": 10}
             self.engine = sa.create_engine(u, connect_args=args)
         except (ImportError, SQLAlchemyError, OSError, ValueError) as e:

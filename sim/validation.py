@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import pandas as pd
-import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from sim import metrics, provenance
-from sim.scenario import NO_VALUE, LoadedScenario, MetricCall, ScenarioError, Strict, error_from_pydantic, load
+from sim.scenario import (MAX_REPLICATES, NO_VALUE, LoadedScenario, MetricCall, ScenarioError, Strict, error_from_pydantic, load,
+                          metric_call_problem, read_yaml)
 
 DEFAULT_TARGETS = Path("scenarios/trials/targets.yaml")
 
@@ -30,7 +30,7 @@ class Target(MetricCall):
     source: str = ""
     scenario: str
     published: float | Literal["positive", "negative"]
-    replicates: Annotated[int | None, Field(ge=1, le=100_000)] = None
+    replicates: Annotated[int | None, Field(ge=1, le=MAX_REPLICATES)] = None
 
 
 class TargetsFile(Strict):
@@ -49,12 +49,7 @@ class Targets:
 def load_targets(path: str | Path) -> Targets:
     """Read and check a targets file and every scenario it names."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, IsADirectoryError):
-        raise ScenarioError(path, "", NO_VALUE, "targets file not found") from None
-    except yaml.YAMLError as e:
-        raise ScenarioError(path, "", NO_VALUE, f"malformed YAML: {getattr(e, 'problem', e)}") from None
+    _, data = read_yaml(path, "targets file")
     try:
         parsed = TargetsFile.model_validate(data)
     except ValidationError as e:
@@ -65,13 +60,14 @@ def load_targets(path: str | Path) -> Targets:
     scenarios: dict[str, LoadedScenario] = {}
     for i, t in enumerate(parsed.targets):
         if t.scenario not in scenarios:
+            if not (path.parent / t.scenario).is_file():
+                raise ScenarioError(path, f"targets.{i}.scenario", t.scenario,
+                                    f"no scenario file at {path.parent / t.scenario} (paths are relative to the "
+                                    "targets file)")
             scenarios[t.scenario] = load(path.parent / t.scenario)
-        arms = scenarios[t.scenario].scenario.arms
-        for key in ("arm", "reference"):
-            name = getattr(t, key)
-            if name is not None and name != "all" and name not in arms:
-                raise ScenarioError(path, f"targets.{i}.{key}", name,
-                                    f"not an arm of {t.scenario}; arms: {', '.join(arms)} (or 'all')")
+        if problem := metric_call_problem(t, scenarios[t.scenario].scenario):
+            key, value, allowed = problem
+            raise ScenarioError(path, f"targets.{i}.{key}", value, allowed)
     return Targets(path=path, targets=parsed.targets, scenarios=scenarios)
 
 
@@ -130,12 +126,20 @@ def to_record(result: pd.DataFrame, targets_path: str, db_url: str) -> dict:
 
 
 def read_record(path: Path) -> dict | None:
-    """A validation record written by `sim validate`, or None when there is none (or it is unreadable)."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+    """A validation record written by `sim validate`, or None when the file does not exist; a ScenarioError
+    when it exists but is not such a record."""
+    path = Path(path)
+    if not path.exists():
         return None
-    return data if isinstance(data, dict) and isinstance(data.get("rows"), list) else None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ScenarioError(path, "", NO_VALUE, f"not a readable `sim validate` record ({e.__class__.__name__}: "
+                            f"{e}); run `sim validate` again to rewrite it") from None
+    if not (isinstance(data, dict) and isinstance(data.get("rows"), list)):
+        raise ScenarioError(path, "", NO_VALUE, "not a `sim validate` record (a JSON object with 'rows'); run "
+                            "`sim validate` again to rewrite it")
+    return data
 
 
 def table_markdown(result: pd.DataFrame, header: str) -> str:

@@ -140,13 +140,27 @@ def test_bad_database_url_exits_2(tiny, tmp_path, capsys):
     assert code == 2 and "notaurl" in err and "Traceback" not in err
     code, _, err = _run(capsys, "run", tiny, "--db", f"sqlite:///{tmp_path}/no/such/dir/\0.db")
     assert code == 2
+    (tmp_path / "afile").write_text("x")
+    for url, fragment in (("foo://x/y", "'foo' is not supported"), (f"sqlite:///{tmp_path}/afile/r.db", "is a file"),
+                          (f"sqlite:///{tmp_path}", "is a folder")):
+        code, _, err = _run(capsys, "run", tiny, "--db", url)
+        assert code == 2 and fragment in err and "Traceback" not in err, (url, err)
+        assert "sqlite:///" in err or "is a" in err  # says what to give instead
+    assert (tmp_path / "afile").read_text() == "x"
 
 
-def test_bad_command_line_value_exits_2(tiny, capsys):
+@pytest.mark.parametrize("option, value, fragment", [
+    ("--replicates", "0", "must be 1 or more"),
+    ("--replicates", "100000000", "more than 100,000"),
+    ("--jobs", "two", "not a whole number"),
+    ("--scheduler", "not an address", "expected tcp://host:port"),
+    ("--executor", "threads", "invalid choice"),
+])
+def test_bad_command_line_value_exits_2(tiny, capsys, option, value, fragment):
     with pytest.raises(SystemExit) as e:
-        cli.main(["run", str(tiny), "--replicates", "0"])
+        cli.main(["run", str(tiny), option, value])
     assert e.value.code == 2
-    assert "must be 1 or more" in capsys.readouterr().err
+    assert fragment in capsys.readouterr().err
 
 
 def test_runs_of_other_model_code_are_not_reused(tiny, tmp_path, capsys, monkeypatch):
@@ -205,7 +219,16 @@ def test_export_of_an_unknown_scenario_exits_2(tiny, tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'r.db'}"
     assert _run(capsys, "run", tiny, "--db", url, "--figures", tmp_path)[0] == 0
     code, _, err = _run(capsys, "export", "--db", url, "--out", tmp_path / "exp", "--scenario", "nosuch")
-    assert code == 2 and "'nosuch' has no runs" in err and not list((tmp_path / "exp").glob("*.parquet"))
+    assert code == 2 and "'nosuch' has no runs" in err and "stored scenarios: tiny" in err
+    assert not (tmp_path / "exp").exists()
+
+
+def test_reading_commands_refuse_a_missing_database_without_creating_it(tmp_path, capsys):
+    missing = tmp_path / "mistyped.db"
+    for command in (["export", "--out", tmp_path / "exp"], ["report", "--out", tmp_path / "r.html"]):
+        code, _, err = _run(capsys, *command, "--db", f"sqlite:///{missing}")
+        assert code == 2 and "no results database" in err and str(missing) in err
+    assert not missing.exists() and not (tmp_path / "exp").exists()
 
 
 def test_validate_with_another_targets_file_does_not_replace_the_projects_validation(tiny, tmp_path, capsys,

@@ -151,8 +151,26 @@ def test_unwritable_out_path_exits_2(stored, tmp_path, capsys):
 
 
 def test_empty_store_exits_2(tmp_path, capsys):
-    code, _, _, se = _report(capsys, f"sqlite:///{tmp_path / 'empty.db'}", tmp_path / "r.html")
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    store.Store(url)
+    code, _, _, se = _report(capsys, url, tmp_path / "r.html")
     assert code == 2 and "no batches" in se
+
+
+def test_missing_store_file_is_refused_not_created(tmp_path, capsys):
+    missing = tmp_path / "mistyped.db"
+    code, _, _, se = _report(capsys, f"sqlite:///{missing}", tmp_path / "r.html")
+    assert code == 2 and "no results database" in se and str(missing) in se
+    assert not missing.exists()
+
+
+def test_validation_record_that_is_missing_or_corrupt_exits_2(stored, tmp_path, capsys):
+    corrupt = tmp_path / "v.json"
+    corrupt.write_text("{not json")
+    for path, message in ((tmp_path / "nosuch.json", "no such file"), (corrupt, "not a readable")):
+        code, _, _, se = _report(capsys, stored, tmp_path / "r.html", "--validation", path)
+        assert code == 2 and message in se and str(path) in se and "Traceback" not in se
+    assert not (tmp_path / "r.html").exists()
 
 
 def test_run_key_of_another_model_hash_differs_from_this_codes():
@@ -308,9 +326,9 @@ def test_report_embeds_the_validation_table_and_flags_other_model_code(stored, t
     assert ("different model code" in text) is stale
 
 
-def test_report_without_validation_says_how_to_get_it(stored, tmp_path, capsys):
-    code, page, _, se = _report(capsys, stored, tmp_path / "r.html", "--scenario", "tiny",
-                                "--validation", tmp_path / "absent.json")
+def test_report_without_validation_says_how_to_get_it(stored, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(report, "DEFAULT_VALIDATION", tmp_path / "absent.json")  # no `sim validate` yet
+    code, page, _, se = _report(capsys, stored, tmp_path / "r.html", "--scenario", "tiny")
     assert code == 0, se
     assert "No validation result" in page.all_text and "make validate" in page.all_text
 

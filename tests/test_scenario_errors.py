@@ -149,6 +149,24 @@ def test_check_arguments_must_fit_the_metric(check, field, fragments):
     assert_names(e, field, *fragments)
 
 
+@pytest.mark.parametrize("check, field, fragments", [
+    ({"metric": "effect_size", "arm": "all", "week": 4}, "checks.0.arm", ("got 'all'", "compares two arms")),
+    ({"metric": "effect_size", "arm": "usual_care", "week": 4}, "checks.0.arm",
+     ("got 'usual_care'", "different reference arm")),  # the scenario's reference, filled in
+    ({"metric": "dropout_difference", "arm": "exercise", "reference": "all", "week": 4}, "checks.0.reference",
+     ("got 'all'", "named arm")),
+])
+def test_a_comparison_needs_two_different_named_arms(check, field, fragments):
+    e = error(arms={"usual_care": {}, "exercise": EXERCISE}, checks=[{"id": "c", "accept": [0, 1], **check}])
+    assert_names(e, field, *fragments)
+
+
+def test_check_ids_must_be_unique():
+    check = {"id": "c", "metric": "dropout_rate", "arm": "exercise", "week": 4, "accept": [0, 1]}
+    e = error(arms={"usual_care": {}, "exercise": EXERCISE}, checks=[check, check])
+    assert_names(e, "checks", "got 'c'", "unique")
+
+
 def test_a_check_of_any_metric_is_measured_with_the_scenarios_reference_by_default():
     from sim import metrics, runner
     from sim.calibration import frames_of
@@ -170,6 +188,36 @@ def test_a_check_of_any_metric_is_measured_with_the_scenarios_reference_by_defau
 def test_assignment_rule_without_bounds():
     e = error(arms={"ex": {**EXERCISE, "assign": [{"when": {"cognitive_control": {}}, "add": {}}]}})
     assert_names(e, "arms.ex.assign.0.when.cognitive_control", "'below', 'above'")
+
+
+def test_assignment_rule_no_one_can_match():
+    e = error(arms={"ex": {**EXERCISE, "assign": [{"when": {"fitness": {"below": 0.2, "above": 0.8}}, "add": {}}]}})
+    assert_names(e, "arms.ex.assign.0.when.fitness", "both below 0.2 and above 0.8")
+
+
+@pytest.mark.parametrize("traits, field, fragment", [
+    ({"fitness": {"mean": float("nan"), "sd": 0.1}}, "population.traits.fitness.mean", "finite number"),
+    ({"fitness": {"mean": 0.5, "sd": float("inf")}}, "population.traits.fitness.sd", "finite number"),
+    ({"fitness": {"mean": 0.5, "sd": 0.1, "low": float("nan")}}, "population.traits.fitness.low", "finite number"),
+    ({"fitness": {"mean": 50, "sd": 0.01}}, "population.traits.fitness.mean", "within the trait's bounds, 0 to 1"),
+])
+def test_trait_distributions_must_be_finite_and_inside_their_bounds(traits, field, fragment):
+    assert_names(error(population={"traits": traits}), field, fragment)
+
+
+def test_no_number_anywhere_may_be_nan_or_infinite():
+    assert_names(error(outcomes={"scale_max": float("inf")}), "outcomes.scale_max", "finite number")
+    rule = {"when": {"fitness": {"below": float("nan")}}, "add": {}}
+    assert_names(error(arms={"ex": {**EXERCISE, "assign": [rule]}}), "arms.ex.assign.0.when.fitness.below",
+                 "finite number")
+
+
+@pytest.mark.parametrize("component", ["support", "reward_cues"])
+def test_fading_must_fit_inside_the_components_window(component):
+    e = error(arms={"ex": {**EXERCISE, component: {"weeks": 2, "fade_weeks": 10}}})
+    assert_names(e, f"arms.ex.{component}.fade_weeks", "got 10", "must be 0-2")
+    e = error(arms={"ex": {**EXERCISE, component: {"fade_weeks": 20}}})  # window: the 12-week programme
+    assert_names(e, f"arms.ex.{component}.fade_weeks", "got 20", "must be 0-12")
 
 
 # ------------------------------------------------------------------ parameter overrides
@@ -238,6 +286,28 @@ def test_missing_file(tmp_path):
     assert info.value.file == str(path) and "file not found" in str(info.value)
 
 
+@pytest.mark.parametrize("text, line, key", [
+    ("name: x\nseed: 1\nweeks: 4\nweeks: 6\narms: {a: {}}\n", 4, "weeks"),
+    ("name: x\nseed: 1\nweeks: 4\narms:\n  a: {}\n  a: {}\n", 6, "a"),
+    ("name: x\nseed: 1\nweeks: 4\npopulation: {size: 10, size: 20}\narms: {a: {}}\n", 4, "size"),
+])
+def test_a_repeated_key_is_refused_not_silently_overwritten(tmp_path, text, line, key):
+    path = tmp_path / "dup.yaml"
+    path.write_text(text)
+    with pytest.raises(ScenarioError) as info:
+        scenario.load(path)
+    assert info.value.field.startswith(f"line {line}") and f"duplicate key {key!r}" in str(info.value)
+
+
+def test_unreadable_files(tmp_path):
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"name: \xff\xfe\n")
+    for path, fragment in ((binary, "not UTF-8"), (tmp_path, "is a folder")):
+        with pytest.raises(ScenarioError, match=fragment) as info:
+            scenario.load(path)
+        assert info.value.file == str(path)
+
+
 def test_empty_file(tmp_path):
     path = tmp_path / "empty.yaml"
     path.write_text("")
@@ -250,3 +320,10 @@ def test_session_components_need_a_prescription():
     assert e.field == "arms.cued.reward_cues" and "needs a prescription" in str(e) and "got" not in str(e)
     # a prescription from extends or from an assign rule is enough
     scenario.parse(scenario_dict(arms={"ex": EXERCISE, "cued": {"extends": "ex", "reward_cues": {}}}), FILE)
+
+
+def test_titration_builds_up_to_the_prescription_not_down():
+    e = error(arms={"ex": {**EXERCISE, "titration": {"start_minutes": 60}}})
+    assert_names(e, "arms.ex.titration.start_minutes", "got 60", "at most at its")
+    e = error(arms={"ex": {**EXERCISE, "titration": {"start_intensity": 0.95}}})
+    assert_names(e, "arms.ex.titration.start_intensity", "got 0.95", "at most at its intensity")

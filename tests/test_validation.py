@@ -154,11 +154,18 @@ def test_validate_exits_1_when_a_target_fails(tmp_path, capsys):
 @pytest.mark.parametrize("change, field, fragment", [
     (("metric: dropout_rate", "metric: happiness"), "targets.0.metric", "Input should be"),
     (("arm: exercise\n        week: 8\n        published: 0.2", "arm: gym\n        week: 8\n        published: 0.2"),
-     "targets.0.arm", "not an arm of small_trial.yaml"),
+     "targets.0.arm", "not an arm of small_trial"),
+    (("arm: exercise\n        reference", "arm: all\n        reference"), "targets.1.arm",
+     "effect_size compares two arms"),
+    (("arm: exercise\n        reference: usual_care", "arm: usual_care\n        reference: usual_care"),
+     "targets.1.arm", "different reference arm"),
+    (("week: 8\n        published: 0.2", "week: 99\n        published: 0.2"), "targets.0.week", "must be 0-"),
+    (("accept: [0.0, 0.9]", "accept: [.nan, 0.9]"), "targets.0.accept.0", "finite number"),
+    (("published: 0.2", "published: 0.2\n        published: 0.3"), "line 10", "duplicate key 'published'"),
     (("        reference: usual_care\n", ""), "targets.1", "effect_size needs reference"),
     (("accept: [0.0, 0.9]", "accept: [0.9, 0.0]"), "targets.0", "accept must be [low, high]"),
     (("scenario: small_trial.yaml\n        metric: dropout_rate", "scenario: nope.yaml\n        metric: dropout_rate"),
-     "", "file not found"),
+     "targets.0.scenario", "no scenario file at"),
     (("published: 0.2", "published: 0.2\n        colour: red"), "targets.0.colour", "unknown key"),
 ])
 def test_bad_targets_file_exits_2(tmp_path, capsys, change, field, fragment):
@@ -216,3 +223,12 @@ def test_power_and_spread_of_g_come_from_independent_cohorts():
     ex_ = trials[trials.arm == "exercise"]
     assert ex_.g_trial.std() > 2 * ex_.g.std()
     assert abs(ex_.g_trial.mean() - ex_.g.mean()) < 0.25  # same effect on average
+
+
+def test_unreadable_targets_files_exit_2(tmp_path, capsys):
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"targets:\n  - id: \xff\xfe\n")
+    for path, fragment in ((binary, "not UTF-8"), (tmp_path, "is a folder"), (tmp_path / "nope.yaml", "not found")):
+        code = cli.main(["validate", "--targets", str(path), "--db", f"sqlite:///{tmp_path / 'v.db'}"])
+        err = capsys.readouterr().err
+        assert code == 2 and fragment in err and str(path) in err and "Traceback" not in err
