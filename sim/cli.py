@@ -60,8 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--jobs", type=_positive, default=1, help="parallel workers (default 1)")
     run.add_argument("--executor", choices=runner.EXECUTORS, default="processes",
                      help="where runs execute: in this process, local processes (default), or Dask distributed")
-    run.add_argument("--scheduler", type=_scheduler, help="address of an existing Dask scheduler, e.g. tcp://10.0.0.5:8786 "
-                                         "(implies --executor dask)")
+    run.add_argument("--scheduler", type=_scheduler,
+                     help="address of an existing Dask scheduler, e.g. tcp://10.0.0.5:8786 (implies --executor dask)")
     run.add_argument("--db", help=db_help)
     run.add_argument("--record", choices=store.RECORD_OPTIONS, action="append", default=[],
                      help="also store the per-participant weekly panel (severity and minutes every week)")
