@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from sim import batch, metrics, plots, provenance, report, results, runner, store, summary, validation
-from sim.scenario import MAX_REPLICATES, LoadedScenario, ScenarioError, load
+from sim.scenario import MAX_REPLICATES, LoadedScenario, ScenarioError, first_repeat, load
 
 EXIT_BAD_INPUT = 2
 
@@ -139,9 +139,7 @@ def _panel_checks(loaded: list[LoadedScenario], record: bool) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     """`sim run`: every scenario, the database and the output folder are checked before anything runs."""
     loaded = [load(p) for p in args.scenarios]
-    names = [ls.scenario.name for ls in loaded]
-    if len(set(names)) != len(names):
-        dup = next(n for n in names if names.count(n) > 1)
+    if (dup := first_repeat([ls.scenario.name for ls in loaded])) is not None:
         raise BadInput(f"two scenario files share the name {dup!r}; names must be unique within one run")
     _panel_checks(loaded, bool(args.record))
     _writable_folder(args.figures, "--figures")

@@ -24,6 +24,16 @@ Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 MAX_REPLICATES = 100_000
 
 
+def first_repeat(items: list) -> Any | None:
+    """The first item that occurs more than once, else None (for names and ids that must be unique)."""
+    seen = set()
+    for item in items:
+        if item in seen:
+            return item
+        seen.add(item)
+    return None
+
+
 class ScenarioError(Exception):
     """A scenario file that cannot be used; the message says where and why."""
 
@@ -216,7 +226,7 @@ class Population(Strict):
     @model_validator(mode="after")
     def _shares(self) -> "Population":
         names = [s.name for s in self.subgroups]
-        if len(set(names)) != len(names):
+        if first_repeat(names) is not None:
             raise ValueError(f"subgroup names must be unique, got {names}")
         total = sum(s.share for s in self.subgroups)
         if self.subgroups and abs(total - 1.0) > 1e-6:
@@ -381,8 +391,7 @@ def _semantic_checks(s: Scenario) -> None:
             raise _Bad(f"arms.{name}.extends", arm.extends, f"must name another arm: {', '.join(arm_names)}")
         if arm.stage2 is not None and arm.stage2.week > s.weeks:
             raise _Bad(f"arms.{name}.stage2.week", arm.stage2.week, f"must fall in the programme (1-{s.weeks})")
-    ids = [c.id for c in s.checks]
-    if dup := next((i for i in ids if ids.count(i) > 1), None):
+    if (dup := first_repeat([c.id for c in s.checks])) is not None:
         raise _Bad("checks", dup, "check ids must be unique")
     for i, c in enumerate(s.checks):
         if problem := metric_call_problem(c, s, s.reference):

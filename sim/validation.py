@@ -19,7 +19,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from sim import metrics, provenance
 from sim.scenario import (MAX_REPLICATES, NO_VALUE, LoadedScenario, MetricCall, ScenarioError, Strict,
-                          error_from_pydantic, load, metric_call_problem, read_yaml)
+                          error_from_pydantic, first_repeat, load, metric_call_problem, read_yaml)
 
 DEFAULT_TARGETS = Path("scenarios/trials/targets.yaml")
 
@@ -54,8 +54,7 @@ def load_targets(path: str | Path) -> Targets:
         parsed = TargetsFile.model_validate(data)
     except ValidationError as e:
         raise error_from_pydantic(path, data, e) from None
-    ids = [t.id for t in parsed.targets]
-    if dup := next((i for i in ids if ids.count(i) > 1), None):
+    if (dup := first_repeat([t.id for t in parsed.targets])) is not None:
         raise ScenarioError(path, "targets", dup, "target ids must be unique")
     scenarios: dict[str, LoadedScenario] = {}
     for i, t in enumerate(parsed.targets):
