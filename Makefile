@@ -61,7 +61,7 @@ validate: venv
 
 calibrate: venv
 	PYTHONWARNINGS=ignore $(PY) -m pip install --quiet -e '.[calibrate]'
-	$(PY) -m sim.calibration --trials 120 --replicates 12 --jobs 2 --out results/calibration.json
+	$(PY) -m sim.analysis.calibration --trials 120 --replicates 12 --jobs 2 --out results/calibration.json
 
 bench: venv
 	$(PY) benchmarks/bench.py

@@ -14,7 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from sim import runner, scenario, store
+from sim import scenario
+from sim.runs import runner, store
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -10,7 +10,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from sim import batch, metrics, plots, provenance, report, results, runner, store, summary, validation
+from sim.analysis import metrics, plots, report, summary, validation
+from sim.runs import batch, provenance, results, runner, store
 from sim.scenario import MAX_REPLICATES, LoadedScenario, ScenarioError, first_repeat, load
 
 EXIT_BAD_INPUT = 2

@@ -12,12 +12,12 @@ from typing import Annotated, Any, ClassVar, Iterator, Literal, get_args
 
 import numpy as np
 import yaml
-from pydantic_core import PydanticCustomError
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from sim import parameters
+from sim.vocabulary import COMPARISONS, METRIC_ARGUMENTS, METRIC_NAMES, TRAITS, argument_problem  # noqa: F401
 
-TRAITS = ("reward_sensitivity", "cognitive_control", "baseline_severity", "distress_tolerance", "fitness")
 TraitName = Literal["reward_sensitivity", "cognitive_control", "baseline_severity", "distress_tolerance",
                     "fitness"]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -268,12 +268,6 @@ CHECK_METRICS = ("dropout_rate", "adherence_rate", "effect_size", "severity_chan
                  "remission_rate")
 
 
-# The metric vocabulary (defined in sim.metrics; named here so that schemas can refuse unknown names).
-METRIC_NAMES = ("dropout_rate", "dropout_difference", "adherence_rate", "mean_weekly_minutes",
-                "meets_guideline_rate", "severity_change_pct", "response_rate", "remission_rate", "relapse_rate",
-                "effect_size", "odds_ratio_depressed_by_activity", "association", "median_days_to_habit")
-
-
 class MetricCall(Strict):
     """A metric of the vocabulary with its arguments and an acceptance band: the part shared by scenario
     checks and validation targets."""
@@ -294,11 +288,9 @@ class MetricCall(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> "MetricCall":
-        from sim import metrics  # metrics imports this module
-
         if self.accept[0] > self.accept[1]:
             raise ValueError(f"accept must be [low, high], got [{self.accept[0]:g}, {self.accept[1]:g}]")
-        if problem := metrics.argument_problem(self.metric, self.arguments(), optional=self.filled_in):
+        if problem := argument_problem(self.metric, self.arguments(), optional=self.filled_in):
             raise ValueError(problem)
         return self
 
@@ -306,8 +298,6 @@ class MetricCall(Strict):
         """The metric's arguments set here."""
         return {k: getattr(self, k) for k in METRIC_ARGUMENTS if getattr(self, k) is not None}
 
-
-METRIC_ARGUMENTS = ("arm", "reference", "week", "x", "y", "level", "remitted_at", "minutes", "window_weeks")
 
 
 class Check(MetricCall):
@@ -447,9 +437,6 @@ def metric_call_problem(call: MetricCall, s: Scenario, default_reference: str | 
             return "arm", call.arm, f"{call.metric} compares the arm with a different reference arm"
     return None
 
-
-# Metrics that compare an arm with a reference arm (and so cannot pool arms).
-COMPARISONS = ("effect_size", "dropout_difference")
 
 
 def _all_components(s: Scenario) -> Iterator[tuple[str, Components]]:

@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from sim import runner, scenario
-
 # SIM_TEST_SEED lets one check that the statistical tests hold over other seeds.
+from sim import scenario
+from sim.runs import runner
+
 TEST_SEED = int(os.environ.get("SIM_TEST_SEED", "12345"))
 
 BASE: dict = {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import os
 
 import numpy as np
@@ -10,7 +9,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from sim import cli, results, runner, scenario, store
+from sim import cli, scenario
+from sim.runs import results, runner, store
 from tests.conftest import TINY
 
 
@@ -164,7 +164,7 @@ def test_bad_command_line_value_exits_2(tiny, capsys, option, value, fragment):
 
 
 def test_runs_of_other_model_code_are_not_reused(tiny, tmp_path, capsys, monkeypatch):
-    from sim import provenance
+    from sim.runs import provenance
     url = f"sqlite:///{tmp_path / 'r.db'}"
     assert _run(capsys, "run", tiny, "--db", url, "--figures", tmp_path)[0] == 0
     monkeypatch.setattr(provenance, "model_hash", lambda: "changedmodel0000")

@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from sim.model import dynamics
+from sim.model.model import AdherenceModel
+from sim.runs import runner
 from tests.conftest import CLASS, EXERCISE, make_scenario, scenario_dict
-from sim import dynamics, runner
-from sim.model import AdherenceModel
 
 # Every arm component, an assignment rule and a stage-2 rule; partner support in a second arm.
 FULL = {

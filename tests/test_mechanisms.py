@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from sim import parameters
+from sim.runs import runner
 from tests.conftest import CLASS, EXERCISE, make_scenario, mean_weekly_severity, participants, run_arms
-from sim import parameters, runner
 
 SEED = int(os.environ.get("SIM_TEST_SEED", "20240611"))  # set it to check other seeds
 

@@ -9,7 +9,7 @@ from sim import odd_table
 from sim.parameters import PARAMETERS
 
 ROOT = Path(__file__).resolve().parent.parent
-DYNAMICS = ROOT / "sim" / "dynamics.py"
+DYNAMICS = ROOT / "sim" / "model" / "dynamics.py"
 # Coefficients attributes that are not model parameters: the top of the symptom scale comes from
 # the scenario's outcomes.scale_max, not from sim.parameters.
 NOT_PARAMETERS = {"scale_max"}
@@ -30,14 +30,14 @@ def test_every_parameter_is_in_the_table():
 
 
 def test_equations_use_only_documented_coefficients():
-    """Every `p.<group>_<name>` in sim/dynamics.py is a parameter of sim.parameters (dotted name)."""
+    """Every `p.<group>_<name>` in sim/model/dynamics.py is a parameter of sim.parameters (dotted name)."""
     attribute = {p.name.replace(".", "_"): p.name for p in PARAMETERS}
     assert len(attribute) == len(PARAMETERS), "two parameters map to the same attribute name"
     used = set(re.findall(r"\bp\.([A-Za-z_][A-Za-z0-9_]*)", DYNAMICS.read_text(encoding="utf-8")))
-    assert len(used) > 20, "the regex no longer finds the coefficients in sim/dynamics.py"
+    assert len(used) > 20, "the regex no longer finds the coefficients in sim/model/dynamics.py"
     undocumented = sorted(used - attribute.keys() - NOT_PARAMETERS)
     assert not undocumented, (
-        f"sim/dynamics.py uses coefficients that are not in sim/parameters.py: {undocumented}; "
+        f"sim/model/dynamics.py uses coefficients that are not in sim/parameters.py: {undocumented}; "
         "add them to PARAMETERS (with default, range, unit, meaning, source) and run `python -m sim.odd_table`")
 
 

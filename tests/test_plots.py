@@ -9,7 +9,7 @@ import pytest
 from matplotlib.figure import Figure
 from scipy import stats
 
-from sim import metrics, plots
+from sim.analysis import metrics, plots
 from tests.conftest import make_scenario, participants, run_arms, weekly
 
 FOOTER = "scenario tiny (sha256 abc), seed 7, sim test"

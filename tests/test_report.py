@@ -12,7 +12,9 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from sim import cli, metrics, provenance, report, results, store
+from sim import cli
+from sim.analysis import metrics, report
+from sim.runs import provenance, results, store
 from tests.conftest import TINY
 
 OTHER = TINY.replace("name: tiny", "name: other").replace("seed: 7", "seed: 8")
@@ -264,8 +266,9 @@ def test_write_is_atomic_and_refuses_a_folder(tmp_path):
 @pytest.fixture(scope="module")
 def frames(stored):
     res = results.scenario_results(store.Store(stored), results.runs(store.Store(stored), "tiny").scenario_sha256[0])
-    from sim.scenario import parse
     import yaml
+
+    from sim.scenario import parse
     sc, _ = parse(yaml.safe_load(res.text))
     return sc, res
 

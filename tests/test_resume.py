@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from sim import batch, runner, scenario, store
+from sim import scenario
+from sim.runs import batch, runner, store
 
 SCENARIO = textwrap.dedent("""\
     name: resume_me

@@ -7,9 +7,9 @@ import hashlib
 import pytest
 import yaml
 
-from tests.conftest import EXERCISE, scenario_dict
 from sim import scenario
 from sim.scenario import ScenarioError
+from tests.conftest import EXERCISE, scenario_dict
 
 FILE = "trial.yaml"
 
@@ -168,8 +168,9 @@ def test_check_ids_must_be_unique():
 
 
 def test_a_check_of_any_metric_is_measured_with_the_scenarios_reference_by_default():
-    from sim import metrics, runner
-    from sim.calibration import frames_of
+    from sim.analysis import metrics
+    from sim.analysis.calibration import frames_of
+    from sim.runs import runner
 
     data = scenario_dict(arms={"usual_care": {}, "exercise": EXERCISE}, replicates=2, checks=[
         {"id": "g", "metric": "effect_size", "arm": "exercise", "week": 12, "accept": [-5, 5]},

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from sim import cli, results, runner, scenario, store
+from sim import cli, scenario
+from sim.runs import results, runner, store
 from tests import pg
 
 TINY = textwrap.dedent("""\

@@ -9,8 +9,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from sim import cli, metrics, parameters, provenance, runner, scenario, validation
-from sim.calibration import frames_of, target_loss
+from sim import cli, parameters, scenario
+from sim.analysis import metrics, validation
+from sim.analysis.calibration import frames_of, target_loss
+from sim.runs import provenance, runner
 
 TRIAL = textwrap.dedent("""\
     name: small_trial
@@ -193,7 +195,7 @@ def test_the_project_targets_file_is_valid():
 
 def test_calibration_sensitivity_signs_follow_the_mechanisms(tmp_path):
     """More dropout hazard per miss -> more dropout; more exercise benefit -> a larger effect."""
-    from sim.calibration import sensitivity, sensitivity_markdown
+    from sim.analysis.calibration import sensitivity, sensitivity_markdown
 
     targets = validation.load_targets(_targets(tmp_path, GOOD))
     with runner.executor("serial", 1) as ex:

@@ -1,6 +1,6 @@
 """Read stored results back as pandas DataFrames (for the CLI, reports and notebooks).
 
-    from sim import results, store
+    from sim.runs import results, store
     db = store.Store()                                   # or Store("postgresql+psycopg://...")
     results.runs(db, scenario="standard_prescription")   # one row per run, with provenance
     results.table(db, "participants", scenario="standard_prescription", arm="exercise")
@@ -20,8 +20,8 @@ from pathlib import Path
 import pandas as pd
 import sqlalchemy as sa
 
-from sim import provenance
-from sim import store as st
+from sim.runs import provenance
+from sim.runs import store as st
 
 TABLES = {"arm_days": st.arm_days, "participants": st.participants, "participant_weeks": st.participant_weeks}
 

@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from sim.store import metadata
+from sim.runs.store import metadata
 
 connection = context.config.attributes["connection"]
 context.configure(connection=connection, target_metadata=metadata,

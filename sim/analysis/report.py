@@ -1,6 +1,8 @@
 """The batch report: one self-contained HTML file of stored results (`sim report`).
 
-    from sim import report, store
+    from sim.analysis import report
+
+    from sim.runs import store
     db = store.Store()
     sections = report.select(db, scenarios=["standard_prescription"])   # or batches=[3]; neither = latest
     report.write(report.build(sections, db.url), Path("results/report.html"))
@@ -31,8 +33,9 @@ import sqlalchemy as sa
 import yaml
 from matplotlib.figure import Figure
 
-from sim import metrics, plots, provenance, results
-from sim import store as st
+from sim.analysis import metrics, plots
+from sim.runs import provenance, results
+from sim.runs import store as st
 from sim.scenario import Scenario, ScenarioError, parse
 
 DEFAULT_OUT = Path("results/report.html")

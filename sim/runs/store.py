@@ -22,8 +22,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
 
-from sim import provenance
-from sim.records import DAILY_COLUMNS, HABIT_COLUMNS, RunRecords
+from sim.runs import provenance
+from sim.runs.records import DAILY_COLUMNS, HABIT_COLUMNS, RunRecords
 from sim.scenario import TRAITS, LoadedScenario
 
 DEFAULT_URL = "sqlite:///results/sim.db"

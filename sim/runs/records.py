@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from sim.model import HABIT_LEVELS, AdherenceModel
+from sim.model.model import AdherenceModel
+from sim.vocabulary import HABIT_LEVELS
 
 HABIT_COLUMNS = tuple(f"days_to_habit_{round(100 * level)}" for level in HABIT_LEVELS)
 

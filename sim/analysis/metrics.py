@@ -13,8 +13,16 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from sim.model import HABIT_LEVELS
-from sim.scenario import METRIC_NAMES, TRAITS, Check, Outcomes
+from sim.scenario import Check, Outcomes
+from sim.vocabulary import (  # noqa: F401
+    HABIT_LEVELS,
+    METRIC_NAMES,
+    NEEDS_PANEL,
+    PER_PARTICIPANT_NAMES,
+    SIGNATURES,
+    TRAITS,
+    argument_problem,
+)
 
 GUIDELINE_MINUTES = 150.0
 
@@ -518,29 +526,19 @@ def median_days_to_habit(f: Frames, arm: str, level: float = 0.95) -> pd.Series:
 VOCABULARY = {name: globals()[name] for name in METRIC_NAMES}
 
 
-def argument_problem(metric: str, given: dict, optional: tuple[str, ...] = ()) -> str | None:
-    """Why `given` are not the arguments `metric` takes (unknown metric, unused or missing ones), else None;
-    arguments named in `optional` may be missing."""
-    if metric not in VOCABULARY:
-        return f"unknown metric {metric!r}; allowed: {', '.join(VOCABULARY)}"
-    params = inspect.signature(VOCABULARY[metric]).parameters
-    takes = [k for k in params if k != "f"]
-    if extra := set(given) - set(takes):
-        return f"{metric} does not take {', '.join(sorted(extra))}; it takes {', '.join(takes)}"
-    missing = [k for k in takes if params[k].default is inspect.Parameter.empty and k not in given
-               and k not in optional]
-    if missing:
-        return f"{metric} needs {', '.join(missing)}"
-    for key in ("x", "y"):
-        if key in given and given[key] not in PER_PARTICIPANT:
-            return f"{key} {given[key]!r} is not a per-participant quantity; allowed: {', '.join(PER_PARTICIPANT)}"
-    if metric == "median_days_to_habit" and "level" in given and given["level"] not in HABIT_LEVELS:
-        return f"level {given['level']!r} is not recorded; recorded levels: {', '.join(map(str, HABIT_LEVELS))}"
-    return None
+def _check_signatures() -> None:
+    """Each metric function takes exactly the arguments sim.vocabulary declares (inputs are checked there)."""
+    for name, fn in VOCABULARY.items():
+        params = inspect.signature(fn).parameters
+        required = tuple(k for k, p in params.items() if k != "f" and p.default is inspect.Parameter.empty)
+        optional = tuple(k for k, p in params.items() if k != "f" and p.default is not inspect.Parameter.empty)
+        if (required, optional) != SIGNATURES[name]:
+            raise ImportError(f"metric {name} takes {required} + {optional}, sim.vocabulary says {SIGNATURES[name]}")
+    if tuple(PER_PARTICIPANT) != PER_PARTICIPANT_NAMES:
+        raise ImportError("PER_PARTICIPANT and sim.vocabulary.PER_PARTICIPANT_NAMES differ")
 
 
-# Metrics that read the per-participant weekly panel (`--record participants-weekly`).
-NEEDS_PANEL = frozenset({"meets_guideline_rate", "relapse_rate", "odds_ratio_depressed_by_activity"})
+_check_signatures()
 
 
 def compute(metric: str, frames: Frames, **args) -> pd.Series:

@@ -1,6 +1,6 @@
 """Calibrate model parameters to a targets file: Optuna (TPE) on a replicate-averaged loss.
 
-    python -m sim.calibration --trials 80 --replicates 12 --jobs 2 --out results/calibration.json
+    python -m sim.analysis.calibration --trials 80 --replicates 12 --jobs 2 --out results/calibration.json
 
 Each trial sets the free parameters, runs every scenario of the targets file in memory (no store)
 with common random numbers, and scores the targets: loss = sum over targets of the squared distance
@@ -23,9 +23,11 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from sim import metrics, parameters, provenance, runner, scenario, validation
-
 # The free parameters and their search ranges (inside each parameter's plausible range).
+from sim import parameters, scenario
+from sim.analysis import metrics, validation
+from sim.runs import provenance, runner
+
 FREE = {
     "dropout.base": (0.01, 0.06),
     "intention.bias": (1.0, 3.0),
@@ -139,7 +141,7 @@ def calibrate(targets: validation.Targets, trials: int, replicates: int, executo
 
 def main(argv: list[str] | None = None) -> int:
     """Command line of the calibration."""
-    ap = argparse.ArgumentParser(prog="python -m sim.calibration", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m sim.analysis.calibration", description=__doc__.splitlines()[0])
     ap.add_argument("--targets", type=Path, default=validation.DEFAULT_TARGETS)
     ap.add_argument("--trials", type=int, default=80)
     ap.add_argument("--replicates", type=int, default=12)

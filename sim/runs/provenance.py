@@ -19,7 +19,7 @@ PACKAGES = ("mesa", "numpy", "pandas", "scipy", "SQLAlchemy", "pydantic", "PyYAM
 @functools.cache
 def git_state() -> tuple[str, bool]:
     """(commit SHA or 'unknown', whether the work tree has uncommitted changes)."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                              timeout=5, check=True).stdout.strip()
@@ -30,7 +30,8 @@ def git_state() -> tuple[str, bool]:
         return "unknown", False
 
 
-MODEL_MODULES = ("parameters", "scenario", "population", "programme", "dynamics", "model", "records", "runner")
+MODEL_MODULES = ("parameters.py", "scenario.py", "vocabulary.py", "model/population.py", "model/programme.py",
+                 "model/dynamics.py", "model/model.py", "runs/records.py", "runs/runner.py")
 
 
 @functools.cache
@@ -39,7 +40,7 @@ def model_hash() -> str:
     when this matches, so changing the model never mixes old and new results."""
     h = hashlib.sha256()
     for name in MODEL_MODULES:
-        h.update((Path(__file__).with_name(f"{name}.py")).read_bytes())
+        h.update((Path(__file__).resolve().parents[1] / name).read_bytes())
     return h.hexdigest()[:16]
 
 

@@ -12,12 +12,12 @@ from pathlib import Path
 import mesa
 import numpy as np
 
-from sim import dynamics, parameters, population
-from sim.programme import NO_SUPPORT, ArmPlan, form_groups
+from sim import parameters
+from sim.model import dynamics, population
+from sim.model.programme import NO_SUPPORT, ArmPlan, form_groups
 from sim.scenario import LoadedScenario, load
+from sim.vocabulary import HABIT_LEVELS
 
-
-HABIT_LEVELS = (0.5, 0.8, 0.9, 0.95)  # shares of each person's own habit plateau whose first day is recorded
 HABIT_FORMED = 0.2  # a plateau below this is "no habit formed" (no day to reach it)
 
 

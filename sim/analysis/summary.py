@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from sim import metrics
-from sim.results import ScenarioResults
+from sim.analysis import metrics
+from sim.runs.results import ScenarioResults
 from sim.scenario import Scenario
 
 

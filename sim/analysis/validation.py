@@ -17,9 +17,21 @@ from typing import Annotated, Literal
 import pandas as pd
 from pydantic import Field, ValidationError, model_validator
 
-from sim import metrics, provenance
-from sim.scenario import (MAX_REPLICATES, NO_VALUE, LoadedScenario, MetricCall, ScenarioError, Strict,
-                          error_from_pydantic, first_repeat, load, metric_call_problem, read_yaml)
+from sim.analysis import metrics
+from sim.runs import provenance
+from sim.scenario import (
+    MAX_REPLICATES,
+    NO_VALUE,
+    LoadedScenario,
+    MetricCall,
+    ScenarioError,
+    Strict,
+    error_from_pydantic,
+    first_repeat,
+    load,
+    metric_call_problem,
+    read_yaml,
+)
 
 DEFAULT_TARGETS = Path("scenarios/trials/targets.yaml")
 

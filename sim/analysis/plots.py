@@ -18,7 +18,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.layout_engine import ConstrainedLayoutEngine  # noqa: E402
 
-from sim import metrics  # noqa: E402
+from sim.analysis import metrics  # noqa: E402
 
 PANEL_MISSING = ("needs the per-participant weekly panel, which these runs did not record "
                  "(run with --record participants-weekly)")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from sim.programme import CLASS, DayInputs
+from sim.model.programme import CLASS, DayInputs
 
 # Columns of the fixed block of uniforms each participant draws every day (common random numbers).
 U_ACT, U_DROP, U_EVENT, U_EVENT_SIZE, U_PILL = range(5)

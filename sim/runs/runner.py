@@ -7,10 +7,13 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_complet
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, TypeVar
+
 import numpy as np
 
-from sim import parameters, population, records
-from sim.model import AdherenceModel
+from sim import parameters
+from sim.model import population
+from sim.model.model import AdherenceModel
+from sim.runs import records
 from sim.scenario import LoadedScenario
 
 

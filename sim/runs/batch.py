@@ -6,12 +6,12 @@ import sys
 import time
 import traceback
 from concurrent.futures import Executor
-from functools import partial
 from dataclasses import dataclass
+from functools import partial
 
 from tqdm import tqdm
 
-from sim import runner, store
+from sim.runs import runner, store
 from sim.scenario import LoadedScenario
 
 
