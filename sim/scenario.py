@@ -268,9 +268,9 @@ CHECK_METRICS = ("dropout_rate", "adherence_rate", "effect_size", "severity_chan
                  "remission_rate")
 
 
-class MetricCall(Strict):
-    """A metric of the vocabulary with its arguments and an acceptance band: the part shared by scenario
-    checks and validation targets."""
+class MetricArgs(Strict):
+    """A metric of the vocabulary with its arguments: what scenario checks, validation targets and sweep
+    outcomes share."""
     metric: Literal[METRIC_NAMES]  # type: ignore[valid-type]
     arm: str | None = None
     reference: str | None = None
@@ -281,15 +281,12 @@ class MetricCall(Strict):
     remitted_at: Annotated[int | None, Field(ge=0)] = None
     minutes: Annotated[float | None, Field(ge=0)] = None
     window_weeks: Annotated[int | None, Field(ge=1)] = None
-    accept: tuple[float, float]
 
     # arguments that may be left out because the caller fills them in (checks: the scenario's reference arm)
     filled_in: ClassVar[tuple[str, ...]] = ()
 
     @model_validator(mode="after")
-    def _consistent(self) -> "MetricCall":
-        if self.accept[0] > self.accept[1]:
-            raise ValueError(f"accept must be [low, high], got [{self.accept[0]:g}, {self.accept[1]:g}]")
+    def _arguments_fit(self) -> "MetricArgs":
         if problem := argument_problem(self.metric, self.arguments(), optional=self.filled_in):
             raise ValueError(problem)
         return self
@@ -298,6 +295,16 @@ class MetricCall(Strict):
         """The metric's arguments set here."""
         return {k: getattr(self, k) for k in METRIC_ARGUMENTS if getattr(self, k) is not None}
 
+
+class MetricCall(MetricArgs):
+    """A metric call with an acceptance band (scenario checks and validation targets)."""
+    accept: tuple[float, float]
+
+    @model_validator(mode="after")
+    def _band(self) -> "MetricCall":
+        if self.accept[0] > self.accept[1]:
+            raise ValueError(f"accept must be [low, high], got [{self.accept[0]:g}, {self.accept[1]:g}]")
+        return self
 
 
 class Check(MetricCall):
@@ -415,7 +422,7 @@ def _semantic_checks(s: Scenario) -> None:
         raise _Bad(f"parameters.{e.name}", e.value, e.allowed) from None
 
 
-def metric_call_problem(call: MetricCall, s: Scenario, default_reference: str | None = None
+def metric_call_problem(call: MetricArgs, s: Scenario, default_reference: str | None = None
                         ) -> tuple[str, Any, str] | None:
     """Why a check's or target's arguments do not fit scenario `s` (the key, its value, what is allowed),
     else None: arms must exist, weeks must fall in the run, and a comparison needs two different arms."""

@@ -12,7 +12,7 @@ from pathlib import Path
 import mesa
 import numpy as np
 
-from sim import parameters
+from sim import parameters as model_parameters
 from sim.model import dynamics, population
 from sim.model.programme import NO_SUPPORT, ArmPlan, form_groups
 from sim.scenario import LoadedScenario, load
@@ -57,19 +57,24 @@ class AdherenceModel(mesa.Model):
 
     scenario: a LoadedScenario or a path to a scenario file; arm: the arm's name (default the first);
     cohort: pre-drawn baseline traits (so arms of a replicate share people); rng: seed or Generator;
-    reference: use the per-agent reference update instead of the vectorized one (slow; for tests).
+    reference: use the per-agent reference update instead of the vectorized one (slow; for tests);
+    parameters: model parameters by dotted name, over the scenario's own overrides. Dotted names also
+    work as keyword arguments, so `mesa.batch_run(AdherenceModel, {"plasticity.gain": [0, 0.1]})`
+    sweeps a parameter.
     """
 
     def __init__(self, scenario: LoadedScenario | str | Path = "scenarios/standard_prescription.yaml",
                  arm: str | None = None, cohort: population.Cohort | None = None,
-                 rng=None, reference: bool = False):
+                 rng=None, reference: bool = False, parameters: dict[str, float] | None = None,
+                 **dotted: float):
         super().__init__(rng=rng)
         self.loaded = scenario if isinstance(scenario, LoadedScenario) else load(scenario)
         sc = self.loaded.scenario
         self.arm = arm or next(iter(sc.arms))
         if self.arm not in sc.arms:
             raise ValueError(f"arm {self.arm!r} is not in scenario {sc.name!r}; arms: {', '.join(sc.arms)}")
-        values = parameters.resolve(sc.parameters)
+        values = model_parameters.resolve({**sc.parameters, **(parameters or {}), **dotted})
+        self.parameters = values
         self.coef = dynamics.Coefficients(values, sc.outcomes.scale_max)
         if cohort is None:
             cohort = population.draw(sc.population, sc.outcomes, values["habit.rate"],

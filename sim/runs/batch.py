@@ -64,37 +64,57 @@ class Progress:
             self.bar.close()
 
 
+def _run_item(item: tuple[LoadedScenario, runner.Task, int], panel: bool):
+    """Worker entry point: one task of one scenario (module level, so process pools can pickle it)."""
+    return runner.run_task(item[0], item[1], panel=panel)
+
+
 def run_batch(loaded: LoadedScenario, db: store.Store, executor: Executor, replicates: int,
               panel: bool = False, command: str = "", executor_name: str = "") -> BatchOutcome:
     """Run every arm x replicate of the scenario not yet stored; store each as it finishes."""
+    return run_batches([loaded], db, executor, replicates, panel, command, executor_name)[0]
+
+
+def run_batches(loaded: list[LoadedScenario], db: store.Store, executor: Executor, replicates: int,
+                panel: bool = False, command: str = "", executor_name: str = "",
+                label: str | None = None) -> list[BatchOutcome]:
+    """Run the pending arm x replicate tasks of several scenarios (a sweep's points) through one executor,
+    one batch per scenario, each finished run stored as it arrives by this single writer."""
     start = time.perf_counter()
-    sc = loaded.scenario
-    scenario_id = db.add_scenario(loaded)
-    batch_id = db.start_batch(scenario_id, replicates, command, executor_name,
-                              "participants-weekly" if panel else "")
-    todo = runner.tasks(loaded, replicates)
-    keys = {t: store.run_key(loaded.sha256, t.arm, t.replicate, t.seed_label(sc.seed)) for t in todo}
-    # with --record participants-weekly, runs stored without the panel run again to add it
-    done = db.done_keys(list(keys.values()), with_panel=panel)
-    pending = [t for t in todo if keys[t] not in done]
-    failed, store_seconds = 0, 0.0
-    progress = Progress(sc.name, len(pending))
+    scenario_ids = db.add_scenarios(loaded)
+    batch_ids = db.start_batches(scenario_ids, replicates, command, executor_name,
+                                 "participants-weekly" if panel else "")
+    keys, pending, totals = {}, [], []
+    for i, ls in enumerate(loaded):
+        todo = runner.tasks(ls, replicates)
+        for t in todo:
+            keys[(i, t)] = store.run_key(ls.sha256, t.arm, t.replicate, t.seed_label(ls.scenario.seed))
+        # with --record participants-weekly, runs stored without the panel run again to add it
+        done = db.done_keys([keys[(i, t)] for t in todo], with_panel=panel)
+        mine = [(i, t) for t in todo if keys[(i, t)] not in done]
+        pending += mine
+        totals.append((len(todo), len(todo) - len(mine)))
+    failed, store_seconds = [0] * len(loaded), [0.0] * len(loaded)
+    progress = Progress(label or loaded[0].scenario.name, len(pending))
     try:
-        for t, fut in runner.as_finished(executor, partial(runner.run_task, loaded, panel=panel), pending):
+        for (_, t, i), fut in runner.as_finished(executor, partial(_run_item, panel=panel),
+                                                  ((loaded[i], t, i) for i, t in pending)):
+            sc = loaded[i].scenario
             t0 = time.perf_counter()
             try:
                 rec = fut.result()
             except Exception as e:  # noqa: BLE001 - a failed run is stored as failed and reported
-                failed += 1
-                db.save_failure(keys[t], scenario_id, batch_id, t.arm, t.replicate, t.seed_label(sc.seed),
-                                "".join(traceback.format_exception_only(e)).strip())
+                failed[i] += 1
+                db.save_failure(keys[(i, t)], scenario_ids[i], batch_ids[i], t.arm, t.replicate,
+                                t.seed_label(sc.seed), "".join(traceback.format_exception_only(e)).strip())
             else:
                 t0 = time.perf_counter()
-                db.save_run(keys[t], scenario_id, batch_id, rec, panel=panel)
-            store_seconds += time.perf_counter() - t0
+                db.save_run(keys[(i, t)], scenario_ids[i], batch_ids[i], rec, panel=panel)
+            store_seconds[i] += time.perf_counter() - t0
             progress.update(failed=fut.exception() is not None)
     finally:
         progress.close()
     wall = time.perf_counter() - start
-    db.finish_batch(batch_id, wall, store_seconds)
-    return BatchOutcome(batch_id, len(todo), len(todo) - len(pending), failed, wall, store_seconds)
+    db.finish_batches(batch_ids, wall, store_seconds)
+    return [BatchOutcome(b, total, skipped, f, wall, s)
+            for b, (total, skipped), f, s in zip(batch_ids, totals, failed, store_seconds)]

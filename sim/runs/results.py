@@ -14,6 +14,7 @@ scenario name alone spans every model-code version that ran it (filter with `mod
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,3 +135,73 @@ def export(db: st.Store, out: Path, fmt: str, scenario: str | None = None) -> li
         df.to_parquet(path, index=False) if fmt == "parquet" else df.to_csv(path, index=False)
         paths.append(path)
     return paths
+
+
+def sweeps(db: st.Store) -> pd.DataFrame:
+    """Every stored sweep: id, name, design, file path, when it was first run and how many points it has."""
+    n = sa.select(st.sweep_points.c.sweep_id, sa.func.count().label("points")).group_by(
+        st.sweep_points.c.sweep_id).subquery()
+    q = (sa.select(st.sweeps.c.id, st.sweeps.c.name, st.sweeps.c.design, st.sweeps.c.path, st.sweeps.c.created_at,
+                   n.c.points).join(n, n.c.sweep_id == st.sweeps.c.id).order_by(st.sweeps.c.id))
+    with db.engine.connect() as c:
+        return pd.read_sql(q, c)
+
+
+def sweep_points(db: st.Store, sweep_id: int) -> pd.DataFrame:
+    """A sweep's points: point number (-1 = the base scenario), one column per factor, and the point's
+    scenario (id, name, text hash); KeyError if there is no such sweep."""
+    q = (sa.select(st.sweep_points.c.point, st.sweep_points.c.factors, st.sweep_points.c.scenario_id,
+                   st.scenarios.c.name.label("scenario"), st.scenarios.c.sha256.label("scenario_sha256"))
+         .join(st.scenarios, st.scenarios.c.id == st.sweep_points.c.scenario_id)
+         .where(st.sweep_points.c.sweep_id == sweep_id).order_by(st.sweep_points.c.point))
+    with db.engine.connect() as c:
+        df = pd.read_sql(q, c)
+    if df.empty:
+        raise KeyError(f"sweep {sweep_id} is not in {db.url}")
+    factors = pd.DataFrame([json.loads(f) for f in df.factors], index=df.index)
+    return pd.concat([df[["point"]], factors, df[["scenario_id", "scenario", "scenario_sha256"]]], axis=1)
+
+
+@dataclass
+class SweepResults:
+    """A sweep's points and the records of their finished runs, each row tagged with its point."""
+
+    sweep_id: int
+    name: str
+    design: str
+    text: str
+    points: pd.DataFrame
+    runs: pd.DataFrame
+    daily: pd.DataFrame
+    participants: pd.DataFrame
+    weekly: pd.DataFrame
+
+
+def sweep_results(db: st.Store, sweep_id: int, replicates: int | None = None,
+                  model_hash: str | None = None) -> SweepResults:
+    """Every finished run of a sweep's points made by the current model code (or `model_hash`), with a
+    `point` column, read with one query per table."""
+    model_hash = model_hash or provenance.model_hash()
+    with db.engine.connect() as c:
+        sw = c.execute(sa.select(st.sweeps).where(st.sweeps.c.id == sweep_id)).first()
+    if sw is None:
+        raise KeyError(f"sweep {sweep_id} is not in {db.url}")
+    points = sweep_points(db, sweep_id)
+    run_sel = (sa.select(st.runs.c.id, st.runs.c.arm, st.runs.c.replicate, st.sweep_points.c.point)
+               .join(st.sweep_points, st.sweep_points.c.scenario_id == st.runs.c.scenario_id)
+               .where(st.sweep_points.c.sweep_id == sweep_id, st.runs.c.status == "done",
+                      st.runs.c.model_hash == model_hash))
+    if replicates is not None:
+        run_sel = run_sel.where(st.runs.c.replicate < replicates)
+    sel = run_sel.subquery()
+
+    def read(t: sa.Table) -> pd.DataFrame:
+        cols = [col for col in t.columns if col.name != "run_id"]
+        q = sa.select(sel.c.point, sel.c.arm, sel.c.replicate, *cols).join(sel, sel.c.id == t.c.run_id)
+        with db.engine.connect() as c:
+            return pd.read_sql(q.order_by(sel.c.point, t.c.run_id), c)
+
+    with db.engine.connect() as c:
+        run_rows = pd.read_sql(sa.select(sel), c)
+    return SweepResults(sweep_id, sw.name, sw.design, sw.text, points, run_rows, read(st.arm_days),
+                        read(st.participants), read(st.participant_weeks))

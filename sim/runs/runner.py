@@ -87,7 +87,7 @@ def as_finished(pool: Executor, fn: Callable[[T], object], items: Iterable[T]) -
         return
     futures = {pool.submit(fn, item): item for item in items}
     for fut in as_completed(futures):
-        yield futures[fut], fut
+        yield futures.pop(fut), fut  # dropped here, so a finished run's records are freed once stored
 
 
 @contextmanager

@@ -20,7 +20,12 @@ import pandas as pd
 import sqlalchemy as sa
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    IntegrityError,
+    OperationalError,
+    SQLAlchemyError,
+)
 
 from sim.runs import provenance
 from sim.runs.records import DAILY_COLUMNS, HABIT_COLUMNS, RunRecords
@@ -104,6 +109,23 @@ participant_weeks = sa.Table(
     sa.Column("minutes", sa.Float),
 )
 CHILD_TABLES = (arm_days, participants, participant_weeks)
+sweeps = sa.Table(
+    "sweeps", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(80), nullable=False, index=True),
+    sa.Column("sha256", sa.String(64), nullable=False, unique=True),  # of the sweep file and its base scenario
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("design", sa.String(20), nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)
+sweep_points = sa.Table(
+    "sweep_points", metadata,
+    sa.Column("sweep_id", sa.ForeignKey("sweeps.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("point", sa.Integer, primary_key=True),  # -1 is the base scenario at its own values
+    sa.Column("scenario_id", sa.ForeignKey("scenarios.id"), nullable=False, index=True),
+    sa.Column("factors", sa.Text, nullable=False),  # JSON: factor name -> the design's value
+)
 
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -208,13 +230,36 @@ class Store:
 
     def add_scenario(self, loaded: LoadedScenario) -> int:
         """Id of the scenario text in the store, adding it if new."""
+        return self.add_scenarios([loaded])[0]
+
+    def add_scenarios(self, loaded: list[LoadedScenario]) -> list[int]:
+        """Ids of the scenario texts in the store, adding the new ones (one transaction)."""
+        shas = [ls.sha256 for ls in loaded]
         with self.engine.begin() as c:
-            row = c.execute(sa.select(scenarios.c.id).where(scenarios.c.sha256 == loaded.sha256)).first()
+            known = {}
+            for chunk in range(0, len(shas), 500):
+                q = sa.select(scenarios.c.sha256, scenarios.c.id).where(scenarios.c.sha256.in_(shas[chunk:chunk + 500]))
+                known.update(dict(c.execute(q).all()))
+            for ls in loaded:
+                if ls.sha256 not in known:
+                    known[ls.sha256] = c.execute(scenarios.insert().values(
+                        name=ls.scenario.name, sha256=ls.sha256, path=ls.path, text=ls.text,
+                        created_at=_now())).inserted_primary_key[0]
+        return [known[sha] for sha in shas]
+
+    def add_sweep(self, name: str, sha256: str, path: str, text: str, design: str,
+                  points: list[tuple[int, int, str]]) -> int:
+        """Id of the sweep (by the hash of its file and base scenario), adding it and its points
+        (point, scenario id, factor values as JSON) if new."""
+        with self.engine.begin() as c:
+            row = c.execute(sa.select(sweeps.c.id).where(sweeps.c.sha256 == sha256)).first()
             if row:
                 return row.id
-            return c.execute(scenarios.insert().values(
-                name=loaded.scenario.name, sha256=loaded.sha256, path=loaded.path, text=loaded.text,
-                created_at=_now())).inserted_primary_key[0]
+            sweep_id = c.execute(sweeps.insert().values(name=name, sha256=sha256, path=path, text=text,
+                                                        design=design, created_at=_now())).inserted_primary_key[0]
+            c.execute(sweep_points.insert(), [{"sweep_id": sweep_id, "point": p, "scenario_id": sid, "factors": f}
+                                              for p, sid, f in points])
+            return sweep_id
 
     def unfinished_other_text(self, loaded: LoadedScenario) -> sa.Row | None:
         """The latest batch of a scenario with this name but other text, if it never finished."""
@@ -232,16 +277,28 @@ class Store:
     def start_batch(self, scenario_id: int, replicates: int, command: str = "", executor: str = "",
                     record: str = "") -> int:
         """Record the start of a batch and return its id."""
+        return self.start_batches([scenario_id], replicates, command, executor, record)[0]
+
+    def start_batches(self, scenario_ids: list[int], replicates: int, command: str = "", executor: str = "",
+                      record: str = "") -> list[int]:
+        """Record the start of one batch per scenario (one transaction) and return their ids."""
+        version, now = provenance.code_version(), _now()
         with self.engine.begin() as c:
-            return c.execute(batches.insert().values(
-                scenario_id=scenario_id, replicates=replicates, code_version=provenance.code_version(),
-                command=command, executor=executor, record=record, started_at=_now())).inserted_primary_key[0]
+            return [c.execute(batches.insert().values(
+                scenario_id=sid, replicates=replicates, code_version=version, command=command, executor=executor,
+                record=record, started_at=now)).inserted_primary_key[0] for sid in scenario_ids]
 
     def finish_batch(self, batch_id: int, wall_seconds: float, store_seconds: float) -> None:
         """Stamp the batch's end time and how long it spent in total and writing."""
+        self.finish_batches([batch_id], wall_seconds, [store_seconds])
+
+    def finish_batches(self, batch_ids: list[int], wall_seconds: float, store_seconds: list[float]) -> None:
+        """Stamp the end time of batches run together, their shared wall time and each one's writing time."""
+        now = _now()
         with self.engine.begin() as c:
-            c.execute(batches.update().where(batches.c.id == batch_id).values(
-                finished_at=_now(), wall_seconds=wall_seconds, store_seconds=store_seconds))
+            for b, s in zip(batch_ids, store_seconds):
+                c.execute(batches.update().where(batches.c.id == b).values(
+                    finished_at=now, wall_seconds=wall_seconds, store_seconds=s))
 
     def done_keys(self, keys: list[str], with_panel: bool = False) -> set[str]:
         """Those of the keys whose runs are stored complete (and, if `with_panel`, with their weekly panel)."""
