@@ -12,8 +12,14 @@ NAME  := $(basename $(notdir $(SCENARIO)))
 REPORT ?= results/report.html
 DB ?=
 DB_ARG := $(if $(DB),--db $(DB))
+# make sweep runs the default screening; SWEEP=scenarios/sweeps/NAME.yaml runs another
+SWEEP ?= scenarios/sweeps/screening.yaml
+# make power: the sample-size curve of one comparison (POWER_ARGS to change it)
+POWER_SCENARIO ?= scenarios/exercise_partner.yaml
+POWER_ARGS ?= --arm partner --reference solo --sizes 50,100,200,400 --replicates 100
+JOBS ?= 2
 
-.PHONY: run test venv scenarios validate calibrate bench clean help plots report
+.PHONY: run test venv scenarios validate calibrate bench clean help plots report sweep power
 
 help:
 	@echo "make run        run the default scenario ($(SCENARIO)), print the summary, write the report"
@@ -21,6 +27,9 @@ help:
 	@echo "make plots      write every figure of $(NAME) as PNG and SVG into results/figures"
 	@echo "make test       run the test suite"
 	@echo "make scenarios  run every scenario in scenarios/"
+	@echo "make sweep      parameter sweep (default: Morris screening of the main uncertain parameters, ~4 min);"
+	@echo "                SWEEP=scenarios/sweeps/NAME.yaml for another (docs/sweeps.md)"
+	@echo "make power      power curve over sample sizes (default: partner vs solo exercise, ~2 min)"
 	@echo "make validate   check the model against published trials (scenarios/trials/targets.yaml)"
 	@echo "make calibrate  fit the free parameters to those targets (Optuna; ~10 min on 2 cores)"
 	@echo "make bench      engine and storage benchmarks, reported as ratios"
@@ -55,6 +64,12 @@ test: venv
 
 clean:
 	rm -rf $(VENV) results/*.db results/*.db-* results/figures results/report.html
+
+sweep: venv
+	$(SIM) sweep $(SWEEP) --jobs $(JOBS) $(DB_ARG) $(SIM_ARGS)
+
+power: venv
+	$(SIM) power $(POWER_SCENARIO) $(POWER_ARGS) --jobs $(JOBS) $(DB_ARG)
 
 validate: venv
 	$(SIM) validate --jobs 2

@@ -10,9 +10,16 @@ import shlex
 import sys
 from pathlib import Path
 
+from sim import cli_sweeps
 from sim.analysis import metrics, plots, report, summary, validation
 from sim.runs import batch, provenance, results, runner, store
-from sim.scenario import MAX_REPLICATES, LoadedScenario, ScenarioError, first_repeat, load
+from sim.scenario import (
+    MAX_REPLICATES,
+    LoadedScenario,
+    ScenarioError,
+    first_repeat,
+    load,
+)
 
 EXIT_BAD_INPUT = 2
 
@@ -69,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--figures", type=Path, default=Path("results/figures"), help="folder for figures")
     run.add_argument("--allow-changed", action="store_true",
                      help="run a scenario file even though it changed since its last batch was interrupted")
+    run.add_argument("--parameter-draws", type=_positive, metavar="N",
+                     help="run each scenario under N draws of the main uncertain parameters (Latin hypercube over "
+                          "their declared ranges) and show intervals with and without parameter uncertainty")
 
     val = sub.add_parser("validate", help="check the model against published findings (a targets file)")
     val.add_argument("--targets", type=Path, default=validation.DEFAULT_TARGETS, help="targets file "
@@ -85,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--format", choices=("parquet", "csv"), default="parquet")
     exp.add_argument("--out", type=Path, required=True, help="folder to write into")
     exp.add_argument("--scenario", help="only this scenario (name or text hash)")
+    exp.add_argument("--sweep", type=_positive, help="a sweep's points x outcomes and per-replicate outcome values "
+                     "(sweep id, as `sim sweep` prints it)")
 
     rep = sub.add_parser("report", help="write one self-contained HTML report of stored results (and figures)")
     rep.add_argument("--db", help=db_help)
@@ -92,12 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="report this batch (repeatable; default: the most recent batch)")
     rep.add_argument("--scenario", action="append", default=[],
                      help="report this scenario (name or text hash) as of its latest batch (repeatable)")
+    rep.add_argument("--sweep", type=_positive, help="report this sweep (id, as `sim sweep` prints it) instead of "
+                     "batches or scenarios")
     rep.add_argument("--reference", help="arm to compare the others with (default: each scenario's reference arm)")
     rep.add_argument("--out", type=Path, help=f"HTML file to write (default {report.DEFAULT_OUT}, "
                                               "unless only --figures is given)")
     rep.add_argument("--figures", type=Path, help="also save every figure as PNG and SVG into this folder")
     rep.add_argument("--validation", type=Path,
                      help=f"`sim validate` result to include (default {report.DEFAULT_VALIDATION}; skipped if absent)")
+    cli_sweeps.add_parsers(sub, db_help, _positive, _replicates, _scheduler)
     return parser
 
 
@@ -105,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `sim` console script."""
     args = build_parser().parse_args(argv)
     try:
+        if args.command in ("sweep", "power"):
+            run = cli_sweeps.cmd_sweep if args.command == "sweep" else cli_sweeps.cmd_power
+            return run(args, BadInput, _command())
         return {"run": cmd_run, "validate": cmd_validate, "export": cmd_export,
                 "report": cmd_report}[args.command](args)
     except (BadInput, ScenarioError, store.StoreError) as e:
@@ -116,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: finished runs are stored; run the same command again to resume.", file=sys.stderr)
         return 130
+
+
+def _command() -> str:
+    return shlex.join(["sim", *(sys.argv[1:] if sys.argv and sys.argv[0].endswith("sim") else [])])
 
 
 def _writable_folder(folder: Path, option: str) -> None:
@@ -153,8 +175,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                     f"{row.started_at:%Y-%m-%d %H:%M} UTC from {row.path}, text sha256 {row.sha256[:10]}) was "
                     "interrupted; restore the file "
                     "to resume that batch, or pass --allow-changed to run the changed scenario as new runs")
+    if args.parameter_draws:
+        return 1 if cli_sweeps.run_parameter_draws(loaded, args, BadInput, _command()) else 0
     kind = "dask" if args.scheduler else args.executor
-    command = shlex.join(["sim", *(sys.argv[1:] if sys.argv and sys.argv[0].endswith("sim") else [])])
+    command = _command()
     failures = 0
     try:
         pool = runner.executor(kind, args.jobs, args.scheduler)
@@ -208,7 +232,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(f"{ls.scenario.name}: {need[name]} replicates ({out.total - out.skipped} runs now, "
                   f"{out.skipped} already stored, {out.wall_seconds:.0f} s)", flush=True)
             res = results.scenario_results(db, ls.sha256, need[name])
-            frames[name] = metrics.Frames(res.participants, res.daily, res.weekly, ls.scenario.outcomes)
+            frames[name] = metrics.Frames(res.participants, res.daily, res.weekly, ls.scenario.outcomes,
+                                          programme_weeks=ls.scenario.weeks)
     result = validation.evaluate(targets, frames)
     print()
     print(validation.table_text(result))
@@ -226,6 +251,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     """`sim export`: runs and record tables as files."""
     db = store.Store(args.db, create=False)
+    if args.sweep is not None:
+        _writable_folder(args.out, "--out")
+        try:
+            paths = cli_sweeps.export_sweep(db, args.sweep, args.out, args.format)
+        except KeyError as e:
+            raise BadInput(e.args[0]) from None
+        for path in paths:
+            print(path)
+        return 0
     if args.scenario and results.runs(db, args.scenario, status=None).empty:
         stored = sorted(set(results.runs(db, status=None).scenario))
         raise BadInput(f"--scenario {args.scenario!r} has no runs in {db.url}; stored scenarios: "
@@ -238,6 +272,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """`sim report`: the HTML report (and figures) of the batches or scenarios asked for, else the latest batch."""
+    if args.sweep is not None:
+        if args.batch or args.scenario or args.reference:
+            raise BadInput("--sweep reports one sweep; leave out --batch, --scenario and --reference")
+        return cli_sweeps.report_stored(args, BadInput)
     out = args.out or (None if args.figures else report.DEFAULT_OUT)
     try:
         if out is not None:

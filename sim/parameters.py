@@ -164,6 +164,18 @@ PARAMETERS: tuple[Param, ...] = (
 DEFAULTS: Mapping[str, float] = MappingProxyType({p.name: p.default for p in PARAMETERS})
 BY_NAME: Mapping[str, Param] = MappingProxyType({p.name: p for p in PARAMETERS})
 
+# The main uncertain parameters: reasoned guesses that drive the cycle (intention, action, reward,
+# learning, confidence, plasticity, dropout escalation) and that no calibration target pins down. The
+# default screening (scenarios/sweeps/screening.yaml) and `sim run --parameter-draws` vary these over
+# their declared ranges; the calibrated parameters stay at their fitted values.
+UNCERTAIN: tuple[str, ...] = (
+    "intention.w_expectancy", "intention.w_efficacy", "intention.w_habit", "intention.w_severity",
+    "intention.w_cost", "action.habit_direct", "action.control_floor", "reward.mood_lift",
+    "reward.discomfort_weight", "reward.social_value", "learning.rate", "efficacy.gain", "efficacy.loss",
+    "plasticity.gain", "plasticity.decay", "plasticity.reward_sensitization", "symptoms.efficacy_benefit",
+    "symptoms.relaxation_days", "dropout.streak", "support.class_base",
+)
+
 
 class ParameterError(ValueError):
     """An override names an unknown parameter or a value outside its range."""

@@ -12,11 +12,25 @@ from typing import Annotated, Any, ClassVar, Iterator, Literal, get_args
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from sim import parameters
-from sim.vocabulary import COMPARISONS, METRIC_ARGUMENTS, METRIC_NAMES, TRAITS, argument_problem  # noqa: F401
+from sim.vocabulary import (  # noqa: F401
+    COMPARISONS,
+    METRIC_ARGUMENTS,
+    METRIC_NAMES,
+    TRAITS,
+    argument_problem,
+)
 
 TraitName = Literal["reward_sensitivity", "cognitive_control", "baseline_severity", "distress_tolerance",
                     "fitness"]
@@ -281,6 +295,7 @@ class MetricArgs(Strict):
     remitted_at: Annotated[int | None, Field(ge=0)] = None
     minutes: Annotated[float | None, Field(ge=0)] = None
     window_weeks: Annotated[int | None, Field(ge=1)] = None
+    subgroup: str | None = None
 
     # arguments that may be left out because the caller fills them in (checks: the scenario's reference arm)
     filled_in: ClassVar[tuple[str, ...]] = ()
@@ -431,6 +446,10 @@ def metric_call_problem(call: MetricArgs, s: Scenario, default_reference: str | 
         val = getattr(call, key)
         if val is not None and val != "all" and val not in s.arms:
             return key, val, f"not an arm of {s.name}; arms: {arm_names} (or 'all' to pool them)"
+    groups = [g.name for g in s.population.subgroups]
+    if call.subgroup is not None and call.subgroup not in groups:
+        return "subgroup", call.subgroup, (f"not a subgroup of {s.name}'s population; subgroups: {', '.join(groups)}"
+                                           if groups else f"{s.name}'s population has no subgroups")
     for key in ("week", "remitted_at"):
         val = getattr(call, key)
         if val is not None and val > s.weeks + s.follow_up_weeks:

@@ -26,15 +26,27 @@ SIGNATURES = MappingProxyType({
     "remission_rate": (("arm", "week"), ()),
     "relapse_rate": (("arm", "remitted_at", "week"), ()),
     "effect_size": (("arm", "reference", "week"), ()),
+    "subgroup_effect_size": (("arm", "reference", "week", "subgroup"), ()),
     "odds_ratio_depressed_by_activity": (("arm", "week"), ("minutes", "window_weeks")),
     "association": (("arm", "x", "y"), ("week",)),
     "median_days_to_habit": (("arm",), ("level",)),
 })
 METRIC_NAMES = tuple(SIGNATURES)
-METRIC_ARGUMENTS = ("arm", "reference", "week", "x", "y", "level", "remitted_at", "minutes", "window_weeks")
+# what each metric's values are measured in (axis labels)
+METRIC_UNITS = MappingProxyType({
+    "dropout_rate": "share dropped out, 0-1", "dropout_difference": "difference in share dropped out",
+    "adherence_rate": "share of sessions done, 0-1", "mean_weekly_minutes": "minutes/week",
+    "meets_guideline_rate": "share, 0-1", "severity_change_pct": "% change from baseline",
+    "response_rate": "share, 0-1", "remission_rate": "share, 0-1", "relapse_rate": "share of remitters, 0-1",
+    "effect_size": "Hedges g", "subgroup_effect_size": "Hedges g within the subgroup",
+    "odds_ratio_depressed_by_activity": "odds ratio", "association": "Spearman rho", "median_days_to_habit": "days",
+})
+assert set(METRIC_UNITS) == set(SIGNATURES), "every metric needs its unit"
+METRIC_ARGUMENTS = ("arm", "reference", "week", "x", "y", "level", "remitted_at", "minutes", "window_weeks",
+                    "subgroup")
 
 # Metrics that compare an arm with a reference arm (and so cannot pool arms).
-COMPARISONS = ("effect_size", "dropout_difference")
+COMPARISONS = ("effect_size", "dropout_difference", "subgroup_effect_size")
 
 # Metrics that read the per-participant weekly panel (`--record participants-weekly`).
 NEEDS_PANEL = frozenset({"meets_guideline_rate", "relapse_rate", "odds_ratio_depressed_by_activity"})

@@ -57,7 +57,7 @@ def frames_of(loaded: scenario.LoadedScenario, replicates: int, executor) -> met
     return metrics.Frames(participants=pd.concat([tag(r.participants, r) for r in recs], ignore_index=True),
                           daily=pd.concat([tag(r.daily, r) for r in recs], ignore_index=True),
                           weekly=pd.concat([tag(r.weekly, r) for r in recs], ignore_index=True),
-                          outcomes=loaded.scenario.outcomes)
+                          outcomes=loaded.scenario.outcomes, programme_weeks=loaded.scenario.weeks)
 
 
 def target_loss(t: validation.Target, mean: float) -> float:

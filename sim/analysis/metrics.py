@@ -347,6 +347,7 @@ class Frames:
     daily: pd.DataFrame
     weekly: pd.DataFrame
     outcomes: Outcomes
+    programme_weeks: int | None = None  # lets per-participant metrics use the end-of-programme endpoints
 
 
 def _arm(df: pd.DataFrame, arm: str) -> pd.DataFrame:
@@ -453,6 +454,22 @@ def effect_size(f: Frames, arm: str, reference: str, week: int) -> pd.Series:
     return pd.Series({rep: hedges_g_from_stats(a.severity_mean[rep], a.severity_sd[rep], n[(arm, rep)],
                                                r.severity_mean[rep], r.severity_sd[rep], n[(reference, rep)])[0]
                       for rep in a.index.intersection(r.index)}, dtype=float)
+
+
+def subgroup_effect_size(f: Frames, arm: str, reference: str, week: int, subgroup: str) -> pd.Series:
+    """Hedges g of participants' severity at `week` within one population subgroup, reference minus arm
+    (positive = arm better); severity per participant from the weekly panel or the stored endpoints."""
+    p = f.participants
+    if subgroup not in set(p.subgroup):
+        raise MetricError(f"subgroup {subgroup!r} has no participants; subgroups: {', '.join(sorted(set(p.subgroup)))}")
+    last = int(f.daily.day.max()) // 7 if len(f.daily) else None
+    sev = participant_severity(p, f.weekly, week, f.programme_weeks, last)
+    d = p.assign(_sev=sev)[p.subgroup == subgroup]
+    out = {}
+    for rep, g in d.groupby("replicate"):
+        a, r = g[g.arm == arm]._sev.dropna(), g[g.arm == reference]._sev.dropna()
+        out[rep] = hedges_g(a.to_numpy(), r.to_numpy())[0] if len(a) > 1 and len(r) > 1 else np.nan
+    return pd.Series(out, dtype=float)
 
 
 def odds_ratio_depressed_by_activity(f: Frames, arm: str, week: int, minutes: float = GUIDELINE_MINUTES,

@@ -93,7 +93,8 @@ def _latest_batch(db: st.Store, where) -> dict | None:
 
 def _known(db: st.Store) -> str:
     with db.engine.connect() as c:
-        names = sorted(set(c.execute(sa.select(st.scenarios.c.name)).scalars()))
+        points = sa.select(st.sweep_points.c.scenario_id)
+        names = sorted(set(c.execute(sa.select(st.scenarios.c.name).where(st.scenarios.c.id.not_in(points))).scalars()))
         ids = list(c.execute(sa.select(st.batches.c.id).order_by(st.batches.c.id)).scalars())
     if not ids:
         return "it holds no batches yet; run `sim run SCENARIO.yaml` first"
@@ -116,9 +117,11 @@ def select(db: st.Store, batches: list[int] | tuple = (), scenarios: list[str] |
             raise ReportError(f"scenario {name!r} has no batch in {db.url}; {_known(db)}")
         rows.append(row)
     if not batches and not scenarios:
-        row = _latest_batch(db, None)
+        # a sweep's points are scenarios too, but they are reported by `sim report --sweep ID`
+        row = _latest_batch(db, st.batches.c.scenario_id.not_in(sa.select(st.sweep_points.c.scenario_id)))
         if row is None:
-            raise ReportError(f"nothing to report: {db.url} holds no batches; run `sim run SCENARIO.yaml` first")
+            raise ReportError(f"nothing to report: {db.url} holds no batches of scenarios; run `sim run "
+                              "SCENARIO.yaml` first (for a sweep: sim report --sweep ID)")
         rows.append(row)
     seen, out = set(), []
     for row in rows:
@@ -291,7 +294,7 @@ def arm_table(s: Section, week: int, completers: bool = False) -> str:
 def checks_table(s: Section) -> str:
     """The scenario's checks against published findings."""
     sc, res = s.scenario, s.res
-    frames = metrics.Frames(res.participants, res.daily, res.weekly, sc.outcomes)
+    frames = metrics.Frames(res.participants, res.daily, res.weekly, sc.outcomes, programme_weeks=sc.weeks)
     rows = []
     for c in sc.checks:
         try:
@@ -318,7 +321,7 @@ def relapse_table(s: Section) -> str:
     if res.weekly.empty:
         return ("<p class='missing'>Relapse needs the per-participant weekly panel, which these runs did not record "
                 "(run with <code>--record participants-weekly</code>).</p>")
-    frames = metrics.Frames(res.participants, res.daily, res.weekly, sc.outcomes)
+    frames = metrics.Frames(res.participants, res.daily, res.weekly, sc.outcomes, programme_weeks=sc.weeks)
     last = sc.weeks + sc.follow_up_weeks
     rows = []
     for arm in [a for a in sc.arms if a in set(res.weekly.arm)]:

@@ -34,7 +34,7 @@ def arm_table(sc: Scenario, res: ScenarioResults, week: int, label: str) -> str:
 
 def checks_table(sc: Scenario, res: ScenarioResults) -> str:
     """The scenario's checks against published findings, each ok or OFF."""
-    frames = metrics.Frames(res.participants, res.daily, res.weekly, sc.outcomes)
+    frames = metrics.Frames(res.participants, res.daily, res.weekly, sc.outcomes, programme_weeks=sc.weeks)
     checks = metrics.evaluate_checks(sc.checks, frames, sc.reference)
     lines = ["plausibility against published findings (mean over replicates [95% of replicates]):"]
     for _, c in checks.iterrows():

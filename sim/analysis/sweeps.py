@@ -17,6 +17,7 @@ from sim.runs.results import SweepResults
 from sim.runs.sweep import BASE_POINT
 from sim.scenario import LoadedScenario, parse
 from sim.sweep_spec import Sweep, SweepFile, check, problem
+from sim.vocabulary import COMPARISONS
 
 
 class SweepAnalysisError(ValueError):
@@ -29,6 +30,26 @@ def from_store(text: str, base_text: str, path: str = "<stored sweep>") -> Sweep
     data = yaml.safe_load(base_text)
     s, arms = parse(data, path)
     return check(spec, path, text, LoadedScenario(scenario=s, path=path, text=base_text, sha256="stored", arms=arms))
+
+
+def stored(db, sweep_id: int, replicates: int | None = None) -> tuple[Sweep, SweepResults]:
+    """A stored sweep rebuilt from its file text and base scenario, with its finished runs; KeyError (naming
+    the stored sweeps) if there is no such sweep."""
+    import sqlalchemy as sa
+
+    from sim.runs import results, store
+
+    try:
+        res = results.sweep_results(db, sweep_id, replicates)
+    except KeyError:
+        known = results.sweeps(db)
+        listed = ", ".join(f"{r.id} ({r.name}, {r.design})" for r in known.itertuples()) or "none yet"
+        raise KeyError(f"sweep {sweep_id} is not in {db.url}; stored sweeps: {listed}") from None
+    # the base point's text; a sweep run without it (a power curve) is rebuilt from its first point
+    base_id = int(res.points.sort_values("point").scenario_id.iloc[0])
+    with db.engine.connect() as c:
+        base_text = c.execute(sa.select(store.scenarios.c.text).where(store.scenarios.c.id == base_id)).scalar_one()
+    return from_store(res.text, base_text), res
 
 
 def outcome_values(sw: Sweep, res: SweepResults) -> pd.DataFrame:
@@ -47,10 +68,11 @@ def outcome_values(sw: Sweep, res: SweepResults) -> pd.DataFrame:
         if texts:
             outcomes = sw.point_scenario(res.points.loc[res.points.point == point, sw.factor_names].iloc[0].to_dict(),
                                          "check").scenario.outcomes
-        f = metrics.Frames(groups[point], daily[point], weekly.get(point, res.weekly.iloc[0:0]), outcomes)
+        f = metrics.Frames(groups[point], daily[point], weekly.get(point, res.weekly.iloc[0:0]), outcomes,
+                           programme_weeks=base.weeks)
         for o in sw.spec.outcomes:
             args = o.arguments()
-            if o.metric in ("effect_size", "dropout_difference"):
+            if o.metric in COMPARISONS:
                 args.setdefault("reference", base.reference)
             values = metrics.compute(o.metric, f, **args)
             rows += [{"point": point, "outcome": o.id, "replicate": int(r), "value": float(v)}
@@ -126,8 +148,10 @@ def indices(sw: Sweep, points: pd.DataFrame, summary: pd.DataFrame, seed: int = 
             from SALib.analyze import delta as delta_method
 
             r = delta_method.analyze(prob, x, y, conf_level=0.95, seed=seed)
+            # SALib 1.6 reports several delta estimators; "delta_raw" is Borgonovo's (older SALib: "delta")
+            key = "delta" if "delta" in r else "delta_raw"
             for k, name in enumerate(sw.factor_names):
-                rows.append({"outcome": o.id, "factor": name, "delta": r["delta"][k], "delta_conf": r["delta_conf"][k],
+                rows.append({"outcome": o.id, "factor": name, "delta": r[key][k], "delta_conf": r[f"{key}_conf"][k],
                              "S1": r["S1"][k], "S1_conf": r["S1_conf"][k]})
     return pd.DataFrame(rows)
 
@@ -145,11 +169,12 @@ def ranking_text(sw: Sweep, idx: pd.DataFrame) -> str:
         d = idx[idx.outcome == o.id].sort_values(key, ascending=False)
         if sw.spec.design == "morris":
             noise = d.noise_mu_star.iloc[0]
+            shown = f"{noise:.3g}" if math.isfinite(noise) else "unknown (one replicate per point)"
             lines.append(f"{o.id} ({o.metric}): Morris mu* [95% bootstrap interval], sigma; replicate-noise level of "
-                         f"mu* {noise:.3g}")
+                         f"mu* {shown}")
             for _, r in d.iterrows():
                 flag = "  (within noise)" if r.mu_star < noise else ""
-                lines.append(f"  {r.factor:<42} mu* {r.mu_star:9.4g} [{r.mu_star - r.mu_star_conf:.3g}, "
+                lines.append(f"  {r.factor:<42} mu* {r.mu_star:9.4g} [{max(0.0, r.mu_star - r.mu_star_conf):.3g}, "
                              f"{r.mu_star + r.mu_star_conf:.3g}]  sigma {r.sigma:8.3g}  mu {r.mu:+9.3g}{flag}")
         elif sw.spec.design == "sobol":
             lines.append(f"{o.id} ({o.metric}): Sobol' first-order S1 and total ST [95% intervals]; replicate noise "
@@ -162,6 +187,28 @@ def ranking_text(sw: Sweep, idx: pd.DataFrame) -> str:
             for _, r in d.iterrows():
                 lines.append(f"  {r.factor:<42} delta {r.delta:6.3f} +- {r.delta_conf:5.3f}  S1 {r.S1:6.3f} +- "
                              f"{r.S1_conf:5.3f}")
+    return "\n".join(lines)
+
+
+def grid_text(sw: Sweep, points: pd.DataFrame, summary: pd.DataFrame, limit: int = 60) -> str:
+    """Each point's factor values and outcome means +- 1.96 SE of the replicate mean (grids and other
+    designs without indices), the base scenario first."""
+    wide = summary.pivot(index="point", columns="outcome", values="mean")
+    se = summary.pivot(index="point", columns="outcome", values="se")
+    head = "".join(f"{n.split('.')[-1][:14]:>15}" for n in sw.factor_names)
+    head += "".join(f"{o.id[:22]:>24}" for o in sw.spec.outcomes)
+    lines = [f"{'point':>6}{head}", f"{'':>6}" + " " * 15 * len(sw.factor_names)
+             + "".join(f"{'mean +- 1.96 SE':>24}" for _ in sw.spec.outcomes)]
+    for _, row in points.head(limit + 1).iterrows():
+        p = row.point
+        cells = "".join(f"{row[n]:>15.4g}" for n in sw.factor_names)
+        for o in sw.spec.outcomes:
+            m = wide.loc[p, o.id] if p in wide.index and o.id in wide else np.nan
+            e = se.loc[p, o.id] if p in se.index and o.id in se else np.nan
+            cells += f"{f'{m:.3g} +- {1.96 * e:.2g}':>24}"
+        lines.append(f"{'base' if p == BASE_POINT else p:>6}{cells}")
+    if len(points) > limit + 1:
+        lines.append(f"... {len(points) - limit - 1} more points (sim export --sweep ID)")
     return "\n".join(lines)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import pandas as pd
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError
 
 from sim.analysis import metrics
 from sim.runs import provenance

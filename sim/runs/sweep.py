@@ -32,20 +32,23 @@ class SweepOutcome:
     wall_seconds: float
 
 
-def point_scenarios(sw: Sweep) -> tuple[pd.DataFrame, list[LoadedScenario]]:
-    """The design's points (and the base point, labelled BASE_POINT) with their scenarios."""
+def point_scenarios(sw: Sweep, with_base: bool = True) -> tuple[pd.DataFrame, list[LoadedScenario]]:
+    """The design's points (and the base point, labelled BASE_POINT, unless `with_base` is False) with
+    their scenarios."""
     pts = design_points(sw)
-    base = {name: sw.default(name) for name in sw.factor_names}
-    table = pd.concat([pd.DataFrame([base]), pts], ignore_index=True)
-    table.insert(0, "point", [BASE_POINT, *range(len(pts))])
-    loaded = [sw.point_scenario({}, "base")]
-    loaded += [sw.point_scenario(row, f"p{k:05d}") for k, row in enumerate(pts.to_dict("records"))]
+    table = pts.copy()
+    table.insert(0, "point", range(len(pts)))
+    loaded = [sw.point_scenario(row, f"p{k:05d}") for k, row in enumerate(pts.to_dict("records"))]
+    if with_base:
+        base = pd.DataFrame([{"point": BASE_POINT, **{name: sw.default(name) for name in sw.factor_names}}])
+        table = pd.concat([base, table], ignore_index=True)
+        loaded = [sw.point_scenario({}, "base"), *loaded]
     return table, loaded
 
 
-def register(sw: Sweep, db: store.Store) -> tuple[int, pd.DataFrame, list[LoadedScenario]]:
+def register(sw: Sweep, db: store.Store, with_base: bool = True) -> tuple[int, pd.DataFrame, list[LoadedScenario]]:
     """Store the sweep, its points' scenarios and the points; returns the sweep id, points and scenarios."""
-    table, loaded = point_scenarios(sw)
+    table, loaded = point_scenarios(sw, with_base)
     ids = db.add_scenarios(loaded)
     factors = [json.dumps({k: float(v) for k, v in row.items() if k != "point"}) for row in table.to_dict("records")]
     sweep_id = db.add_sweep(sw.name, sw.sha256, str(sw.path), sw.text, sw.spec.design,
@@ -54,9 +57,11 @@ def register(sw: Sweep, db: store.Store) -> tuple[int, pd.DataFrame, list[Loaded
 
 
 def run_sweep(sw: Sweep, db: store.Store, executor: Executor, replicates: int | None = None,
-              command: str = "", executor_name: str = "", panel: bool = False) -> SweepOutcome:
-    """Run every point x arm x replicate not yet stored; the weekly panel is kept if an outcome needs it."""
-    sweep_id, table, loaded = register(sw, db)
+              command: str = "", executor_name: str = "", panel: bool = False,
+              with_base: bool = True) -> SweepOutcome:
+    """Run every point x arm x replicate not yet stored; the weekly panel is kept if an outcome needs it.
+    `with_base` False leaves out the base scenario's own point (power curves need only the sizes asked for)."""
+    sweep_id, table, loaded = register(sw, db, with_base)
     reps = replicates or sw.spec.replicates
     outs = batch.run_batches(loaded, db, executor, reps, panel=panel or sw.needs_panel, command=command,
                              executor_name=executor_name, label=f"sweep {sw.name}")
