@@ -6,6 +6,8 @@ parameter uncertainty.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 
 import numpy as np
@@ -147,7 +149,8 @@ def indices(sw: Sweep, points: pd.DataFrame, summary: pd.DataFrame, seed: int = 
         else:
             from SALib.analyze import delta as delta_method
 
-            r = delta_method.analyze(prob, x, y, conf_level=0.95, seed=seed)
+            with contextlib.redirect_stdout(io.StringIO()):  # SALib prints binning notices per factor
+                r = delta_method.analyze(prob, x, y, conf_level=0.95, seed=seed)
             # SALib 1.6 reports several delta estimators; "delta_raw" is Borgonovo's (older SALib: "delta")
             key = "delta" if "delta" in r else "delta_raw"
             for k, name in enumerate(sw.factor_names):
