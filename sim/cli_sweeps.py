@@ -7,13 +7,12 @@ and prints what the analysis says; heavy modules are imported inside the command
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 from pathlib import Path
 
 import yaml
 
 from sim import parameters, sweep_spec
-from sim.runs import provenance, results, runner, store
+from sim.runs import results, runner, store
 from sim.runs.sweep import run_sweep
 from sim.scenario import LoadedScenario, ScenarioError
 
@@ -81,10 +80,11 @@ def _execute(sw: sweep_spec.Sweep, args, bad_input, command: str, panel: bool = 
     kind = "dask" if args.scheduler else args.executor
     n = sweep_spec.design_size(sw)
     reps = getattr(args, "replicates", None) or sw.spec.replicates
-    n_all = n + with_base
+    n_all, arms = n + with_base, len(sw.base.scenario.arms)
+    size = ("of the sizes the design sets" if "population.size" in sw.factor_names
+            else f"of {sw.base.scenario.population.size} participants")
     print(f"\n== sweep {sw.name} ({sw.path}): {sw.spec.design} design, {n} points{' + the base scenario' * with_base}"
-          f" x {reps} replicates x {len(sw.base.scenario.arms)} arms = {n_all * reps * len(sw.base.scenario.arms)} runs "
-          f"of {sw.base.scenario.population.size} participants", flush=True)
+          f" x {reps} replicates x {arms} arms = {n_all * reps * arms} runs {size}", flush=True)
     try:
         with runner.executor(kind, args.jobs, args.scheduler) as ex:
             out = run_sweep(sw, db, ex, reps, command=command, executor_name=kind, panel=panel, with_base=with_base)
@@ -93,13 +93,6 @@ def _execute(sw: sweep_spec.Sweep, args, bad_input, command: str, panel: bool = 
     print(f"sweep {out.sweep_id}: {out.runs - out.skipped} runs now, {out.skipped} already stored, {out.failed} "
           f"failed; {out.wall_seconds:.1f} s", flush=True)
     return db, out, reps
-
-
-def footer(sw: sweep_spec.Sweep, sweep_id: int, reps: int) -> str:
-    """Provenance footer of a sweep's figures."""
-    return (f"sweep {sw.name} (id {sweep_id}, {sw.spec.design}), base {sw.base.scenario.name}, seed "
-            f"{sw.base.scenario.seed}, {reps} replicates/point, sim {provenance.code_version()}, model "
-            f"{provenance.model_hash()}, {dt.date.today().isoformat()}")
 
 
 def _outputs(d, db: store.Store, figures: Path, html: Path) -> None:
@@ -196,7 +189,7 @@ def run_parameter_draws(loaded: list[LoadedScenario], args, bad_input, command: 
 
 def cmd_power(args, bad_input, command: str) -> int:
     """`sim power`: the power curve of one comparison over sample sizes."""
-    from sim.analysis import plots, power
+    from sim.analysis import plots, power, sweep_report
     from sim.scenario import load
 
     ls = load(args.scenario)
@@ -215,7 +208,7 @@ def cmd_power(args, bad_input, command: str) -> int:
                               programme_weeks=sc.weeks)
     print()
     print(power.power_text(table, args.target, args.arm, reference, week))
-    fig = power.power_figure(table, args.target, footer(sw, out.sweep_id, reps),
+    fig = power.power_figure(table, args.target, sweep_report.footer(sw, res),
                              f"{sc.name}: {args.arm} vs {reference} at week {week}")
     paths = plots.save(fig, args.figures / f"{sw.name}_power")
     csv = (args.out or Path("results") / f"{sw.name}.html").with_suffix(".csv")
@@ -230,10 +223,7 @@ def export_sweep(db: store.Store, sweep_id: int, out: Path, fmt: str) -> list[Pa
 
     sw, res = sweeps.stored(db, sweep_id)
     values = sweeps.outcome_values(sw, res)
-    summary = sweeps.point_summary(values)
-    wide = summary.pivot(index="point", columns="outcome", values=["mean", "se", "sd"])
-    wide.columns = [f"{o}.{stat}" for stat, o in wide.columns]
-    table = res.points.drop(columns=["scenario_id"]).join(wide, on="point")
+    table = sweeps.points_outcomes(res.points, sweeps.point_summary(values))
     paths = []
     for name, df in (("sweep_points", table), ("sweep_outcomes", values)):
         path = out / f"{name}.{fmt}"

@@ -281,10 +281,10 @@ def check(spec: SweepFile, path: Path, text: str, base: LoadedScenario) -> Sweep
         for i, f in enumerate(spec.factors):
             _check_factor(sw, i, f)
         _check_design(sw)
+        extremes = [(label, sw.point_scenario({n: b[k] for n, b in sw.bounds.items()}, "check").scenario)
+                    for k, label in ((0, "lowest"), (1, "highest"))]
         for i, o in enumerate(spec.outcomes):
-            for label, values in (("lowest", {n: b[0] for n, b in sw.bounds.items()}),
-                                  ("highest", {n: b[1] for n, b in sw.bounds.items()})):
-                point = sw.point_scenario(values, "check").scenario
+            for label, point in extremes:
                 if problem := metric_call_problem(o, point, point.reference):
                     key, value, allowed = problem
                     raise _Bad(f"outcomes.{i}.{key}", value, f"{allowed} (with every factor at its {label} value)")

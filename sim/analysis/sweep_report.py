@@ -120,11 +120,16 @@ def _other_code(db: st.Store, sweep_id: int, current: int) -> list[str]:
              f"({provenance.model_hash()}). Run the sweep again to redo them with this code.")]
 
 
+def _points(points: pd.DataFrame) -> str:
+    n = int((points.point != BASE_POINT).sum())
+    return f"{n} points + base" if (points.point == BASE_POINT).any() else f"{n} points"
+
+
 def footer(sw: Sweep, res: results.SweepResults) -> str:
     """Provenance footer for a sweep's figures."""
     return (f"sweep {sw.name} (id {res.sweep_id}, {sw.spec.design}), base {sw.spec.base}, seed "
-            f"{sw.base.scenario.seed}, {len(res.points) - 1} points + base x {sw.spec.replicates} replicates x "
-            f"{sw.base.scenario.population.size}/arm, sim {provenance.code_version()}, model "
+            f"{sw.base.scenario.seed}, {_points(res.points)} x {res.runs.replicate.nunique()} replicates, "
+            f"sim {provenance.code_version()}, model "
             f"{provenance.model_hash()}, {dt.date.today().isoformat()}")
 
 

@@ -98,6 +98,13 @@ def wide_means(sw: Sweep, points: pd.DataFrame, summary: pd.DataFrame) -> pd.Dat
     return design.join(means, on="point")
 
 
+def points_outcomes(points: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """Points x outcomes: each point's factor values and scenario with `<outcome>.mean`, `.se` and `.sd`."""
+    wide = summary.pivot(index="point", columns="outcome", values=["mean", "se", "sd"])
+    wide.columns = [f"{o}.{stat}" for stat, o in wide.columns]
+    return points.drop(columns=["scenario_id"]).join(wide, on="point")
+
+
 def _outcome_vector(sw: Sweep, table: pd.DataFrame, outcome: str) -> np.ndarray:
     y = table[outcome].to_numpy(float) if outcome in table else np.full(len(table), np.nan)
     if np.isnan(y).any():
