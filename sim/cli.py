@@ -232,8 +232,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(f"{ls.scenario.name}: {need[name]} replicates ({out.total - out.skipped} runs now, "
                   f"{out.skipped} already stored, {out.wall_seconds:.0f} s)", flush=True)
             res = results.scenario_results(db, ls.sha256, need[name])
-            frames[name] = metrics.Frames(res.participants, res.daily, res.weekly, ls.scenario.outcomes,
-                                          programme_weeks=ls.scenario.weeks)
+            frames[name] = metrics.Frames.of(res, ls.scenario.outcomes, programme_weeks=ls.scenario.weeks)
     result = validation.evaluate(targets, frames)
     print()
     print(validation.table_text(result))

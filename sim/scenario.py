@@ -1,17 +1,16 @@
 """Scenario files: YAML validated with pydantic into a `Scenario`.
 
 Every error names the file, the field path, the bad value and what is allowed (`ScenarioError`).
-docs/scenarios.md documents each key.
+The sections live in sim/schema.py (base), sim/components.py (arms) and sim/population_spec.py;
+this module adds outcomes, checks, the cross-field rules and loading. docs/scenarios.md documents each key.
 """
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Iterator, Literal, get_args
+from typing import Annotated, Any, ClassVar, Iterator, Literal
 
-import numpy as np
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -21,261 +20,85 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
-from sim import parameters
+from sim import parameters, scales
+from sim.components import (  # noqa: F401 - the scenario language, re-exported
+    COMPONENTS,
+    Arm,
+    AssignRule,
+    Components,
+    Contact,
+    Medication,
+    Placebo,
+    Prescription,
+    Priming,
+    RewardCues,
+    SelfManagement,
+    Stage2,
+    Support,
+    Titration,
+    TraitRange,
+)
+from sim.population_spec import (  # noqa: F401
+    DEFAULT_TRAITS,
+    TRAIT_TOP,
+    Correlation,
+    Population,
+    Subgroup,
+    TraitSpec,
+    trait_bounds,
+)
+from sim.schema import (  # noqa: F401
+    MAX_REPLICATES,
+    NO_VALUE,
+    Fraction,
+    ScenarioError,
+    Strict,
+    TraitName,
+    first_repeat,
+    read_yaml,
+)
 from sim.vocabulary import (  # noqa: F401
     COMPARISONS,
     METRIC_ARGUMENTS,
     METRIC_NAMES,
     TRAITS,
+    analysis_of,
     argument_problem,
 )
 
-TraitName = Literal["reward_sensitivity", "cognitive_control", "baseline_severity", "distress_tolerance",
-                    "fitness"]
-Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
-MAX_REPLICATES = 100_000
-
-
-def first_repeat(items: list) -> Any | None:
-    """The first item that occurs more than once, else None (for names and ids that must be unique)."""
-    seen = set()
-    for item in items:
-        if item in seen:
-            return item
-        seen.add(item)
-    return None
-
-
-class ScenarioError(Exception):
-    """A scenario file that cannot be used; the message says where and why."""
-
-    def __init__(self, file: str | Path, field: str, value: Any, allowed: str):
-        self.file, self.field, self.value, self.allowed = str(file), field, value, allowed
-        where = f"{self.file}: {field}" if field else self.file
-        shown = ": " if value is NO_VALUE else f": got {value!r}; "
-        super().__init__(f"{where}{shown}{allowed}")
-
-
-NO_VALUE = object()
-
-
-def _allows_bool(annotation: Any) -> bool:
-    return annotation is bool or bool in get_args(annotation)
-
-
-class Strict(BaseModel):
-    """Base for scenario sections: unknown keys are refused with the list of allowed ones."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _known_keys(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for key, value in data.items():
-                if key not in cls.model_fields:
-                    raise PydanticCustomError("unknown_key", "unknown key; allowed keys: {allowed}",
-                                              {"key": key, "allowed": ", ".join(cls.model_fields)})
-                if isinstance(value, bool) and not _allows_bool(cls.model_fields[key].annotation):
-                    raise PydanticCustomError("bool_not_number", "expected a number, not true/false",
-                                              {"key": key, "value": value})
-        return data
-
-
-# ---------------------------------------------------------------- arm components
-class Prescription(Strict):
-    sessions_per_week: Annotated[int, Field(ge=1, le=7)] = 3
-    minutes: Annotated[float, Field(ge=5, le=180)] = 50
-    intensity: Annotated[float, Field(ge=0.1, le=1.0, description="fraction of heart-rate reserve")] = 0.6
-    modality: Literal["aerobic", "resistance", "mixed", "flexibility", "yoga"] = "aerobic"
-
-
-class Titration(Strict):
-    start_minutes: Annotated[float, Field(ge=1, le=60)] = 10
-    start_intensity: Annotated[float | None, Field(ge=0.1, le=1.0)] = None
-    weeks: Annotated[int, Field(ge=1, le=52)] = 6
-
-
-class Support(Strict):
-    kind: Literal["class", "partner"] = "class"
-    level: Fraction = 0.8
-    weeks: Annotated[int | None, Field(ge=1, le=104)] = None
-    fade_weeks: Annotated[int, Field(ge=0, le=52)] = 0
-    class_size: Annotated[int, Field(ge=2, le=50)] = 8
-
-
-class Priming(Strict):
-    strength: Annotated[float, Field(ge=0, le=3)] = 1.0
-    weeks: Annotated[int | None, Field(ge=1, le=104)] = None
-
-
-class RewardCues(Strict):
-    value: Annotated[float, Field(ge=0, le=2)] = 0.4
-    streak_bonus: Annotated[float, Field(ge=0, le=1)] = 0.5
-    weeks: Annotated[int | None, Field(ge=1, le=104)] = None
-    fade_weeks: Annotated[int, Field(ge=0, le=52)] = 0
-
-
-class SelfManagement(Strict):
-    weeks: Annotated[int, Field(ge=1, le=52)] = 8
-    skill: Annotated[float, Field(ge=0, le=0.6, description="cognitive control gained by the end")] = 0.15
-
-
-class Medication(Strict):
-    name: str = "antidepressant"
-    effect: Annotated[float | None, Field(ge=0, le=0.7)] = None
-    adherence: Fraction = 0.8
-    continue_after: bool = False
-
-
-class Contact(Strict):
-    sessions_per_week: Annotated[float, Field(gt=0, le=7)] = 1.0
-    weeks: Annotated[int | None, Field(ge=1, le=104)] = None
-
-
-COMPONENTS = ("prescription", "titration", "support", "priming", "reward_cues", "self_management",
-              "medication", "contact")
-
-
-class Components(Strict):
-    prescription: Prescription | None = None
-    titration: Titration | None = None
-    support: Support | None = None
-    priming: Priming | None = None
-    reward_cues: RewardCues | None = None
-    self_management: SelfManagement | None = None
-    medication: Medication | None = None
-    contact: Contact | None = None
-
-    def merged(self, other: "Components") -> "Components":
-        """Components of self with those set in other replacing them."""
-        return Components(**{k: getattr(other, k) or getattr(self, k) for k in COMPONENTS})
-
-
-class TraitRange(Strict):
-    below: float | None = None
-    above: float | None = None
-
-    @model_validator(mode="after")
-    def _some_bound(self) -> "TraitRange":
-        if self.below is None and self.above is None:
-            raise ValueError("give 'below', 'above' or both")
-        if self.below is not None and self.above is not None and self.below <= self.above:
-            raise ValueError(f"no value is both below {self.below:g} and above {self.above:g}: 'below' must be "
-                             "greater than 'above'")
-        return self
-
-
-class AssignRule(Strict):
-    when: dict[TraitName, TraitRange]
-    add: Components
-
-
-class Stage2(Strict):
-    week: Annotated[int, Field(ge=1, le=104)]
-    min_improvement: Annotated[float, Field(ge=0, le=1)] = 0.25
-    add: Components
-
-
-class Arm(Components):
-    extends: str | None = None
-    assign: list[AssignRule] = []
-    stage2: Stage2 | None = None
-
-
-# ---------------------------------------------------------------- population and outcomes
-class TraitSpec(Strict):
-    mean: float
-    sd: Annotated[float, Field(gt=0)]
-    low: float | None = None  # unset: the default spec's bound, else the scale's
-    high: float | None = None
-
-    @model_validator(mode="after")
-    def _ordered(self) -> "TraitSpec":
-        if self.low is not None and self.high is not None and self.low >= self.high:
-            raise ValueError(f"low ({self.low:g}) must be below high ({self.high:g})")
-        return self
-
-
-DEFAULT_TRAITS = {
-    "reward_sensitivity": TraitSpec(mean=0.45, sd=0.18),
-    "cognitive_control": TraitSpec(mean=0.5, sd=0.18),
-    "baseline_severity": TraitSpec(mean=19.0, sd=4.0, low=14.0, high=35.0),
-    "distress_tolerance": TraitSpec(mean=0.5, sd=0.18),
-    "fitness": TraitSpec(mean=0.4, sd=0.15),
-}
-
-
-def trait_bounds(trait: str, spec: TraitSpec, scale_max: float) -> tuple[float, float]:
-    """A spec's bounds; unset ones fall back to the default spec's, then to the trait's scale."""
-    default = DEFAULT_TRAITS[trait]
-    top = scale_max if trait == "baseline_severity" else 1.0
-    low = next((v for v in (spec.low, default.low) if v is not None), 0.0)
-    high = next((v for v in (spec.high, default.high) if v is not None), top)
-    return max(low, 0.0), min(high, top)
-
-
-class Correlation(Strict):
-    between: tuple[TraitName, TraitName]
-    r: Annotated[float, Field(ge=-0.95, le=0.95)]
-
-
-class Subgroup(Strict):
-    name: str
-    share: Annotated[float, Field(gt=0, le=1)]
-    traits: dict[TraitName, TraitSpec] = {}
-
-
-class Population(Strict):
-    size: Annotated[int, Field(ge=2, le=200_000, description="participants per arm")] = 200
-    traits: dict[TraitName, TraitSpec] = {}
-    correlations: list[Correlation] = [
-        Correlation(between=("baseline_severity", "reward_sensitivity"), r=-0.3),
-        Correlation(between=("baseline_severity", "cognitive_control"), r=-0.25),
-    ]
-    subgroups: list[Subgroup] = []
-
-    @model_validator(mode="after")
-    def _shares(self) -> "Population":
-        names = [s.name for s in self.subgroups]
-        if first_repeat(names) is not None:
-            raise ValueError(f"subgroup names must be unique, got {names}")
-        total = sum(s.share for s in self.subgroups)
-        if self.subgroups and abs(total - 1.0) > 1e-6:
-            raise ValueError(f"subgroup shares must sum to 1, they sum to {total:g}")
-        return self
-
-    def correlation_matrix(self) -> np.ndarray:
-        """The trait correlation matrix (traits in TRAITS order)."""
-        corr = np.eye(len(TRAITS))
-        for c in self.correlations:
-            i, j = TRAITS.index(c.between[0]), TRAITS.index(c.between[1])
-            corr[i, j] = corr[j, i] = c.r
-        return corr
-
-    @model_validator(mode="after")
-    def _positive_definite(self) -> "Population":
-        if np.linalg.eigvalsh(self.correlation_matrix()).min() <= 1e-9:
-            raise ValueError("the correlations are not jointly possible (the matrix is not positive definite)")
-        for i, c in enumerate(self.correlations):
-            if c.between[0] == c.between[1]:
-                raise ValueError(f"correlation {i} pairs {c.between[0]} with itself")
-        return self
-
-    def trait_spec(self, trait: str, subgroup: Subgroup | None = None) -> TraitSpec:
-        """The spec of one trait, with a subgroup's override if it has one."""
-        if subgroup is not None and trait in subgroup.traits:
-            return subgroup.traits[trait]
-        return self.traits.get(trait, DEFAULT_TRAITS[trait])
-
 
 class Outcomes(Strict):
-    scale: str = "HAM-D-17"
-    scale_max: Annotated[float, Field(gt=0)] = 52
-    remission_threshold: Annotated[float, Field(ge=0)] = 7
+    """What the trial measures and how: the reporting scale, definitions, and the assessment schedule."""
+    scale: Literal[tuple(scales.SCALES)] = "HAM-D-17"  # type: ignore[valid-type]
+    remission_threshold: Annotated[float | None, Field(ge=0)] = None  # None: the scale's usual cut-off
     response_reduction: Annotated[float, Field(gt=0, le=1)] = 0.5
+    assessment_weeks: list[Annotated[int, Field(ge=0)]] | None = None  # None: every week
+    relapse_assessments: Annotated[int, Field(ge=1, le=10)] = 1  # consecutive assessments above the threshold
+
+    @property
+    def scale_max(self) -> float:
+        return scales.scale(self.scale).max
+
+    @property
+    def remission_at(self) -> float:
+        """The remission threshold in scale points (the scale's usual one unless set)."""
+        return scales.scale(self.scale).remission if self.remission_threshold is None else self.remission_threshold
+
+    def assessments(self, last_week: int) -> tuple[int, ...]:
+        """The weeks assessed, baseline included, within a run of `last_week` weeks."""
+        weeks = range(last_week + 1) if self.assessment_weeks is None else self.assessment_weeks
+        return tuple(sorted({0, *(w for w in weeks if w <= last_week)}))
+
+    @model_validator(mode="after")
+    def _threshold_on_scale(self) -> "Outcomes":
+        top = scales.scale(self.scale).max
+        if self.remission_threshold is not None and self.remission_threshold > top:
+            raise ValueError(f"remission_threshold {self.remission_threshold:g} is above the top of {self.scale} "
+                             f"(0-{top:g})")
+        if self.assessment_weeks is not None and first_repeat(self.assessment_weeks) is not None:
+            raise ValueError(f"assessment_weeks repeats week {first_repeat(self.assessment_weeks)}")
+        return self
 
 
 CHECK_METRICS = ("dropout_rate", "adherence_rate", "effect_size", "severity_change_pct", "response_rate",
@@ -296,6 +119,8 @@ class MetricArgs(Strict):
     minutes: Annotated[float | None, Field(ge=0)] = None
     window_weeks: Annotated[int | None, Field(ge=1)] = None
     subgroup: str | None = None
+    sessions_per_week: Annotated[float | None, Field(ge=0, le=7)] = None
+    analysis: Literal["true", "observed", "locf", "mmrm"] | None = None
 
     # arguments that may be left out because the caller fills them in (checks: the scenario's reference arm)
     filled_in: ClassVar[tuple[str, ...]] = ()
@@ -403,6 +228,13 @@ def _semantic_checks(s: Scenario) -> None:
             raise _Bad(f"arms.{name}.extends", arm.extends, f"must name another arm: {', '.join(arm_names)}")
         if arm.stage2 is not None and arm.stage2.week > s.weeks:
             raise _Bad(f"arms.{name}.stage2.week", arm.stage2.week, f"must fall in the programme (1-{s.weeks})")
+        if arm.follow_up is not None and s.follow_up_weeks == 0:
+            raise _Bad(f"arms.{name}.follow_up", NO_VALUE, "starts when the programme ends, so the scenario needs "
+                       "follow_up_weeks (above 0)")
+    last = s.weeks + s.follow_up_weeks
+    for w in s.outcomes.assessment_weeks or []:
+        if w > last:
+            raise _Bad("outcomes.assessment_weeks", w, f"assessments fall within the run: weeks 0-{last}")
     if (dup := first_repeat([c.id for c in s.checks])) is not None:
         raise _Bad("checks", dup, "check ids must be unique")
     for i, c in enumerate(s.checks):
@@ -444,20 +276,27 @@ def metric_call_problem(call: MetricArgs, s: Scenario, default_reference: str | 
     arm_names = ", ".join(s.arms)
     for key in ("arm", "reference"):
         val = getattr(call, key)
-        if val is not None and val != "all" and val not in s.arms:
-            return key, val, f"not an arm of {s.name}; arms: {arm_names} (or 'all' to pool them)"
+        if val is not None and val != "all" and not all(part in s.arms for part in val.split("+")):
+            return key, val, (f"not an arm of {s.name}; arms: {arm_names} (or 'all', or names joined by '+', "
+                              "to pool them)")
     groups = [g.name for g in s.population.subgroups]
     if call.subgroup is not None and call.subgroup not in groups:
         return "subgroup", call.subgroup, (f"not a subgroup of {s.name}'s population; subgroups: {', '.join(groups)}"
                                            if groups else f"{s.name}'s population has no subgroups")
+    last = s.weeks + s.follow_up_weeks
+    assessed = s.outcomes.assessments(last)
+    analysis = analysis_of(call.metric, call.arguments())
     for key in ("week", "remitted_at"):
         val = getattr(call, key)
-        if val is not None and val > s.weeks + s.follow_up_weeks:
-            return key, val, f"must be 0-{s.weeks + s.follow_up_weeks} (the weeks {s.name} runs)"
+        if val is not None and val > last:
+            return key, val, f"must be 0-{last} (the weeks {s.name} runs)"
+        if val is not None and analysis not in (None, "true") and val not in assessed:
+            return key, val, (f"the {analysis} analysis reads assessments, and week {val} is not assessed in {s.name}; "
+                              f"assessment weeks: {', '.join(map(str, assessed))} (or analysis: true)")
     if call.metric in COMPARISONS:
         reference = call.reference or default_reference
         for key, val in (("arm", call.arm), ("reference", reference)):
-            if val == "all":
+            if val == "all" or (val is not None and "+" in val):
                 return key, val, f"{call.metric} compares two arms, so it needs a named arm: {arm_names}"
         if call.arm == reference:
             return "arm", call.arm, f"{call.metric} compares the arm with a different reference arm"
@@ -473,6 +312,8 @@ def _all_components(s: Scenario) -> Iterator[tuple[str, Components]]:
             yield f"arms.{name}.assign.{i}.add", rule.add
         if arm.stage2 is not None:
             yield f"arms.{name}.stage2.add", arm.stage2.add
+        if arm.follow_up is not None:
+            yield f"arms.{name}.follow_up", arm.follow_up
 
 
 class _Bad(Exception):
@@ -500,6 +341,17 @@ def _sessions_needed(s: Scenario, arms: dict[str, Components]) -> None:
             if getattr(arm, comp) is not None:
                 raise _Bad(f"arms.{name}.{comp}", NO_VALUE, "acts on exercise sessions, so the arm needs a "
                            "prescription (its own, through extends, or from an assign rule)")
+
+
+def follow_up_of(s: Scenario, name: str) -> Components | None:
+    """An arm's follow-up components, its own or, through `extends`, the nearest ancestor's."""
+    seen: set[str] = set()
+    while name is not None and name not in seen:
+        seen.add(name)
+        if s.arms[name].follow_up is not None:
+            return s.arms[name].follow_up
+        name = s.arms[name].extends
+    return None
 
 
 def _resolve_extends(s: Scenario) -> dict[str, Components]:
@@ -538,50 +390,6 @@ def parse(data: Any, file: str | Path = "<scenario>") -> tuple[Scenario, dict[st
     except _Bad as b:
         raise ScenarioError(file, *b.args_) from None
     return s, arms
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """Safe YAML loader that refuses a key repeated in one mapping (plain YAML keeps the last silently)."""
-
-
-def _unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    first: dict = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        try:
-            if key in first:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (first at line {first[key].line + 1}); each key may "
-                    "appear once in a mapping", key_node.start_mark)
-            first[key] = key_node.start_mark
-        except TypeError:  # an unhashable key: SafeLoader refuses it itself
-            pass
-    return loader.construct_mapping(node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
-
-
-def read_yaml(path: str | Path, what: str = "file") -> tuple[str, Any]:
-    """The text of a YAML file and its data; a ScenarioError for a missing, unreadable or malformed file."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScenarioError(path, "", NO_VALUE, f"{what} not found") from None
-    except IsADirectoryError:
-        raise ScenarioError(path, "", NO_VALUE, f"is a folder, not a {what}") from None
-    except UnicodeDecodeError as e:
-        raise ScenarioError(path, "", NO_VALUE, f"not UTF-8 text (byte {e.start}); save the {what} as UTF-8") from None
-    except OSError as e:
-        raise ScenarioError(path, "", NO_VALUE, f"cannot read the {what} ({e.strerror or e})") from None
-    try:
-        return text, yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ScenarioError(path, where, NO_VALUE, f"malformed YAML: {problem}") from None
 
 
 def load(path: str | Path) -> LoadedScenario:

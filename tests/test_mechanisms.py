@@ -15,7 +15,14 @@ from scipy import stats
 
 from sim import parameters
 from sim.runs import runner
-from tests.conftest import CLASS, EXERCISE, make_scenario, mean_weekly_severity, participants, run_arms
+from tests.conftest import (
+    CLASS,
+    EXERCISE,
+    make_scenario,
+    mean_weekly_severity,
+    participants,
+    run_arms,
+)
 
 SEED = int(os.environ.get("SIM_TEST_SEED", "20240611"))  # set it to check other seeds
 
@@ -160,27 +167,25 @@ def test_usual_care_improves_modestly_and_less_than_exercise(course):
 
 def test_medication_has_an_onset_lag_and_relapse_when_stopped(course):
     uc, med, cont = course["usual_care"], course["medication"], course["medication_continued"]
-    # nothing before the onset lag: with common random numbers, those days are identical to usual care
+    # no drug effect before the onset lag (a pill's expectancy acts from day 1, as a placebo's would)
     lag = int(parameters.DEFAULTS["medication.onset_days"])
-    for r_med, r_uc in zip(med, uc):
-        np.testing.assert_array_equal(r_med.daily.severity_mean[: lag + 1], r_uc.daily.severity_mean[: lag + 1])
-        assert (r_med.daily.severity_mean[lag + 2: lag + 9] < r_uc.daily.severity_mean[lag + 2: lag + 9]).all()
+    loaded = make_scenario(weeks=4, population={"size": 200}, arms={"medication": {"medication": {}}})
+    model = runner.build_model(loaded, "medication", 0)
+    for day in range(lag + 10):
+        model.step()
+        working = model.state.med > 0
+        assert not working.any() if day < lag else working.any(), f"day {day}"
     assert mean_weekly_severity(med, 2) < mean_weekly_severity(uc, 2)
     assert mean_weekly_severity(med, 8) < mean_weekly_severity(uc, 8) - 2.0
     # identical until the programme ends; afterwards stopping the drug loses ground against continuing
     assert mean_weekly_severity(med, 16) == pytest.approx(mean_weekly_severity(cont, 16))
-    assert mean_weekly_severity(med, 24) > mean_weekly_severity(cont, 24) + 1.5
+    assert mean_weekly_severity(med, 24) > mean_weekly_severity(cont, 24) + 1.0
 
 
-@pytest.mark.parametrize("arm", [
-    pytest.param("supervised", marks=pytest.mark.xfail(strict=True, reason=(
-        "Blumenthal et al. 1999: sertraline gives the faster initial response. Against supervised classes "
-        "(3x45 min at 75% HRR) a drug arm without any contact is not faster in the model: the classes' "
-        "contact benefit starts on day 1. Mean HAM-D, 400 people x 3 replicates, medication vs supervised: "
-        "week 4 16.30 vs 16.01, week 16 12.49 vs 11.70. The trial's drug arm had clinic visits; "
-        "scenarios/sertraline_vs_exercise.yaml gives it contact, and there the drug is ahead at week 4."))),
-    "exercise",
-])
+# Blumenthal et al. 1999: sertraline gives the faster initial response. Before the pill's expectancy
+# effect (placebo.benefit) was modelled, a drug arm without contact was not faster than supervised
+# classes, whose contact benefit starts on day 1 (this case was an expected failure); it now holds.
+@pytest.mark.parametrize("arm", ["supervised", "exercise"])
 def test_medication_acts_faster_early_and_exercise_catches_up(course, arm):
     med4, ex4 = mean_weekly_severity(course["medication"], 4), mean_weekly_severity(course[arm], 4)
     med16, ex16 = mean_weekly_severity(course["medication"], 16), mean_weekly_severity(course[arm], 16)
@@ -190,15 +195,22 @@ def test_medication_acts_faster_early_and_exercise_catches_up(course, arm):
 
 # ------------------------------------------------------------------ dropout is absorbing
 def test_dropout_is_absorbing_in_records(follow_up):
+    """Leaving the trial ends the programme for good; afterwards people exercise only on a plan of their
+    own (3 x 30 minutes by default), which few take up."""
+    own_week = parameters.DEFAULTS["own.sessions_per_week"] * parameters.DEFAULTS["own.minutes"]
     for run in follow_up["class"]:
         p = run.participants
         n = len(p)
         minutes = run.weekly.minutes.to_numpy().reshape(n, -1)  # column k = week k (1-based)
         dropped = p.dropout_day.notna().to_numpy()
         assert dropped.sum() > 20
+        after = []
         for i in np.flatnonzero(dropped):
             week = (int(p.dropout_day[i]) - 1) // 7 + 1  # the week holding the dropout day
-            assert (minutes[i, week + 1:] == 0).all(), f"participant {i} exercised after dropping out"
+            later = minutes[i, week + 1:]
+            assert (later <= own_week + 1e-9).all(), f"participant {i} did programme sessions after dropping out"
+            after.append(later.sum() > 0)
+        assert np.mean(after) < 0.3, "most dropouts should stop exercising"
 
 
 def test_dropout_is_absorbing_day_by_day():
@@ -209,8 +221,8 @@ def test_dropout_is_absorbing_day_by_day():
         model.step()
         st = model.state
         assert not (was_dropped & st.enrolled).any(), "someone re-enrolled"
-        assert not (was_dropped & st.acted).any(), "someone exercised after dropping out"
-        assert not (~st.enrolled & st.acted & (st.dropout_day < model.steps - 1)).any()
+        assert not (was_dropped & st.acted & ~st.own).any(), "someone did a programme session after dropping out"
+        assert (st.quit[~st.enrolled]).all(), "leaving the trial ends the prescribed plan"
         was_dropped |= ~st.enrolled
     assert was_dropped.sum() > 50
     np.testing.assert_array_equal(was_dropped, model.state.dropout_day >= 0)

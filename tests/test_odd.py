@@ -10,9 +10,9 @@ from sim.parameters import PARAMETERS
 
 ROOT = Path(__file__).resolve().parent.parent
 DYNAMICS = ROOT / "sim" / "model" / "dynamics.py"
-# Coefficients attributes that are not model parameters: the top of the symptom scale comes from
-# the scenario's outcomes.scale_max, not from sim.parameters.
-NOT_PARAMETERS = {"scale_max"}
+# Coefficients attributes that are not model parameters but worked out from them: the Weibull scale of
+# episode length (from its median and shape) and the weekday pattern of a self-directed plan.
+NOT_PARAMETERS = {"episode_scale", "own_pattern"}
 
 
 def test_odd_parameter_table_matches_parameters():

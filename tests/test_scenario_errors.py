@@ -207,7 +207,8 @@ def test_trait_distributions_must_be_finite_and_inside_their_bounds(traits, fiel
 
 
 def test_no_number_anywhere_may_be_nan_or_infinite():
-    assert_names(error(outcomes={"scale_max": float("inf")}), "outcomes.scale_max", "finite number")
+    assert_names(error(outcomes={"remission_threshold": float("inf")}), "outcomes.remission_threshold",
+                 "finite number")
     rule = {"when": {"fitness": {"below": float("nan")}}, "add": {}}
     assert_names(error(arms={"ex": {**EXERCISE, "assign": [rule]}}), "arms.ex.assign.0.when.fitness.below",
                  "finite number")
@@ -328,3 +329,25 @@ def test_titration_builds_up_to_the_prescription_not_down():
     assert_names(e, "arms.ex.titration.start_minutes", "got 60", "at most at its")
     e = error(arms={"ex": {**EXERCISE, "titration": {"start_intensity": 0.95}}})
     assert_names(e, "arms.ex.titration.start_intensity", "got 0.95", "at most at its intensity")
+
+
+@pytest.mark.parametrize("outcomes, field, fragment", [
+    ({"scale": "HAMD"}, "outcomes.scale", "HAM-D-17"),
+    ({"scale": "PHQ-9", "remission_threshold": 30}, "outcomes", "above the top of PHQ-9"),
+    ({"assessment_weeks": [4, 4]}, "outcomes", "repeats week 4"),
+    ({"assessment_weeks": [4, 99]}, "outcomes.assessment_weeks", "weeks 0-12"),
+    ({"relapse_assessments": 0}, "outcomes.relapse_assessments", "greater than or equal to 1"),
+])
+def test_outcome_definitions_are_checked(outcomes, field, fragment):
+    assert_names(error(outcomes=outcomes), field, fragment)
+
+
+def test_trial_realism_keys_are_checked():
+    assert_names(error(arms={"ex": {**EXERCISE, "follow_up": {"placebo": {}}}}), "arms.ex.follow_up",
+                 "follow_up_weeks")
+    assert_names(error(arms={"ex": {**EXERCISE, "assign": [{"add": {"placebo": {}}}]}}), "arms.ex.assign.0",
+                 "'when'")
+    assert_names(error(arms={"ex": {**EXERCISE, "assign": [{"share": 1.5, "add": {}}]}}),
+                 "arms.ex.assign.0.share", "less than or equal to 1")
+    assert_names(error(arms={"ex": {**EXERCISE, "placebo": {"adherence": 2}}}), "arms.ex.placebo.adherence",
+                 "less than or equal to 1")

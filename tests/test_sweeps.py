@@ -33,6 +33,7 @@ BASE = textwrap.dedent("""\
     weeks: 4
     follow_up_weeks: 2
     population: {size: 40}
+    parameters: {own.uptake: 0.0, own.uptake_follow_up: 0.0}  # usual care does no exercise at all
     arms:
       usual_care: {}
       exercise:
@@ -41,7 +42,7 @@ BASE = textwrap.dedent("""\
     """)
 MORRIS = {
     "name": "tinymorris", "base": "base.yaml", "design": "morris", "samples": 4, "replicates": 3,
-    "factors": [{"name": "dropout.base", "range": [0.0, 0.08]},
+    "factors": [{"name": "dropout.base", "range": [0.0, 0.5]},
                 {"name": "intention.w_priming"},  # no arm has priming: this factor cannot matter
                 {"name": "arms.exercise.titration.weeks", "range": [1, 4]}],
     "outcomes": [{"id": "dropout", "metric": "dropout_rate", "arm": "exercise", "week": 4},

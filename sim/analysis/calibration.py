@@ -13,6 +13,7 @@ posterior). docs/calibration.md records a run and which target constrains which 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -28,16 +29,32 @@ from sim import parameters, scenario
 from sim.analysis import metrics, validation
 from sim.runs import provenance, runner
 
-FREE = {
-    "dropout.base": (0.01, 0.06),
-    "intention.bias": (1.0, 3.0),
-    "symptoms.plasticity_benefit": (0.2, 0.5),
-    "symptoms.plasticity_half": (0.3, 0.6),
-    "symptoms.contact_benefit": (0.1, 0.3),
-    "symptoms.natural_improvement": (0.1, 0.3),
-    "medication.effect": (0.15, 0.4),
-    "habit.rate": (0.025, 0.07),
+# Calibration runs in stages, each fitting its parameters to the targets of its trials with the earlier
+# stages' values fixed: the untreated course first (it underlies every arm), then pills (drug, placebo,
+# stopping, relapse), then exercise. Search ranges lie inside each parameter's plausible range.
+STAGES: dict[str, dict] = {
+    "course": {
+        "scenarios": ("natural_course_year.yaml", "waitlist_course.yaml"),
+        "free": {"symptoms.natural_improvement": (0.0, 0.25), "course.episode_median_days": (150.0, 700.0),
+                 "course.episode_shape": (0.5, 1.2), "symptoms.course_spread": (0.05, 0.5)}},
+    "pills": {
+        "scenarios": ("antidepressant_acute.yaml", "continuation_vs_discontinuation.yaml"),
+        "free": {"medication.effect": (0.15, 0.6), "pill.stop_base": (0.001, 0.008),
+                 "pill.stop_no_benefit": (0.0, 0.015), "pill.stop_settle_days": (30.0, 360.0),
+                 "episode.relapse_given_event": (0.1, 0.9), "episode.drug_protection": (0.3, 0.95),
+                 "placebo.benefit": (0.0, 0.3), "response.drug_spread": (0.2, 1.0)}},
+    "exercise": {
+        "scenarios": ("stubbs_dropout.yaml", "meta_end_of_treatment.yaml", "dose_trial.yaml",
+                      "exercise_vs_sertraline.yaml", "exercise_augmentation_older.yaml",
+                      "exercise_augmentation_ssri.yaml", "long_term_maintenance.yaml", "habit_formation.yaml"),
+        "free": {"dropout.base": (0.1, 0.3), "intention.bias": (1.6, 2.6),
+                 "symptoms.plasticity_benefit": (0.5, 0.8), "symptoms.plasticity_half": (0.4, 0.9),
+                 "symptoms.plasticity_hill": (3.0, 5.0), "plasticity.gain": (0.03, 0.12),
+                 "symptoms.contact_benefit": (0.0, 0.2), "symptoms.efficacy_benefit": (0.1, 0.4),
+                 "response.exercise_spread": (0.5, 1.0), "response.nonspecific_spread": (0.2, 0.6),
+                 "habit.event_quit": (0.2, 0.7), "age.plasticity_decline": (0.0, 0.2)}},
 }
+FREE = {k: r for stage in STAGES.values() for k, r in stage["free"].items()}
 
 
 def with_parameters(loaded: scenario.LoadedScenario, values: dict[str, float]) -> scenario.LoadedScenario:
@@ -57,7 +74,8 @@ def frames_of(loaded: scenario.LoadedScenario, replicates: int, executor) -> met
     return metrics.Frames(participants=pd.concat([tag(r.participants, r) for r in recs], ignore_index=True),
                           daily=pd.concat([tag(r.daily, r) for r in recs], ignore_index=True),
                           weekly=pd.concat([tag(r.weekly, r) for r in recs], ignore_index=True),
-                          outcomes=loaded.scenario.outcomes, programme_weeks=loaded.scenario.weeks)
+                          outcomes=loaded.scenario.outcomes, programme_weeks=loaded.scenario.weeks,
+                          assessments=pd.concat([tag(r.assessments, r) for r in recs], ignore_index=True))
 
 
 def target_loss(t: validation.Target, mean: float) -> float:
@@ -89,9 +107,11 @@ def sensitivity(targets: validation.Targets, values: dict[str, float], replicate
     out = {}
     for k, (lo, hi) in FREE.items():
         d = step * (hi - lo)
-        up = evaluate(targets, {**values, k: values[k] + d}, replicates, executor).set_index("id")["mean"]
-        down = evaluate(targets, {**values, k: values[k] - d}, replicates, executor).set_index("id")["mean"]
-        out[k] = (up - down) / pd.Series(half)
+        p = parameters.BY_NAME[k]
+        high, low = min(values[k] + d, p.high), max(values[k] - d, p.low)  # stay inside the declared range
+        up = evaluate(targets, {**values, k: high}, replicates, executor).set_index("id")["mean"]
+        down = evaluate(targets, {**values, k: low}, replicates, executor).set_index("id")["mean"]
+        out[k] = (up - down) / pd.Series(half) * (2 * d / (high - low))  # per the same +-step move
         log(f"sensitivity of {k}: done")
     return pd.DataFrame(out)
 
@@ -107,35 +127,50 @@ def sensitivity_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def subset(targets: validation.Targets, files: tuple[str, ...]) -> validation.Targets:
+    """The targets (and their scenarios) of some trial replicas only."""
+    keep = [t for t in targets.targets if t.scenario in files]
+    return dataclasses.replace(targets, targets=keep,
+                               scenarios={k: v for k, v in targets.scenarios.items() if k in files})
+
+
 def calibrate(targets: validation.Targets, trials: int, replicates: int, executor, seed: int = 0,
-              log=print) -> dict:
-    """Run the Optuna study; returns the best values, their loss, the per-target table and the spread."""
+              stages: list[str] | None = None, log=print) -> dict:
+    """Run one Optuna study per stage (in STAGES order, earlier stages' best values fixed); returns the best
+    values, the per-target table over all targets, each stage's spread of its best 10% and the sensitivity."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    start = dict(parameters.DEFAULTS)
+    values = dict(parameters.DEFAULTS)
+    spread, losses = {}, {}
+    for name in stages or list(STAGES):
+        stage = STAGES[name]
+        part = subset(targets, stage["scenarios"])
+        fixed = dict(values)
 
-    def objective(trial: "optuna.Trial") -> float:
-        values = {k: trial.suggest_float(k, lo, hi) for k, (lo, hi) in FREE.items()}
-        table = evaluate(targets, values, replicates, executor)
-        loss = float(table.loss.sum())
-        log(f"trial {trial.number:3d}: loss {loss:8.3f}  passing {int(table.passed.sum())}/{len(table)}")
-        return loss
+        def objective(trial: "optuna.Trial") -> float:
+            vals = {**fixed, **{k: trial.suggest_float(k, lo, hi) for k, (lo, hi) in stage["free"].items()}}
+            table = evaluate(part, vals, replicates, executor)
+            loss = float(table.loss.sum())
+            log(f"{name} trial {trial.number:3d}: loss {loss:8.3f}  passing {int(table.passed.sum())}/{len(table)}")
+            return loss
 
-    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed))
-    study.enqueue_trial({k: start[k] for k in FREE})  # the current defaults are trial 0
-    study.optimize(objective, n_trials=trials)
-    done = sorted((t for t in study.trials if t.value is not None), key=lambda t: t.value)
-    top = done[: max(3, len(done) // 10)]
-    spread = {k: {"low": float(np.min([t.params[k] for t in top])), "high": float(np.max([t.params[k] for t in top]))}
-              for k in FREE}
-    best = study.best_params
-    table = evaluate(targets, best, replicates, executor)
-    sens = sensitivity(targets, {**start, **best}, replicates, executor, log=log)
-    return {"best": best, "loss": float(table.loss.sum()), "spread_of_best_10pct": spread,
+        study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed))
+        study.enqueue_trial({k: min(max(values[k], lo), hi) for k, (lo, hi) in stage["free"].items()})
+        study.optimize(objective, n_trials=trials)
+        done = sorted((t for t in study.trials if t.value is not None), key=lambda t: t.value)
+        top = done[: max(3, len(done) // 10)]
+        spread.update({k: {"low": float(np.min([t.params[k] for t in top])),
+                           "high": float(np.max([t.params[k] for t in top]))} for k in stage["free"]})
+        values.update(study.best_params)
+        losses[name] = float(study.best_value)
+    best = {k: values[k] for k in FREE}
+    table = evaluate(targets, values, replicates, executor)
+    sens = sensitivity(targets, values, replicates, executor, log=log)
+    return {"best": best, "loss": float(table.loss.sum()), "stage_losses": losses, "spread_of_best_10pct": spread,
             "sensitivity": sens.to_dict("index"),
             "targets": table[["id", "published", "mean", "accept_low", "accept_high", "passed", "loss"]]
-            .to_dict("records"), "trials": len(done), "replicates": replicates,
+            .to_dict("records"), "trials_per_stage": trials, "replicates": replicates,
             "model_hash": provenance.model_hash(), "code_version": provenance.code_version()}
 
 
@@ -147,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--replicates", type=int, default=12)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--stage", action="append", choices=list(STAGES),
+                    help="fit only this stage (repeatable; default: every stage in order)")
     ap.add_argument("--out", type=Path, default=Path("results/calibration.json"))
     ap.add_argument("--sensitivity-only", action="store_true",
                     help="skip the search; print which target constrains which parameter around the defaults")
@@ -165,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         print(sensitivity_markdown(table))
         return 0
     with runner.executor("processes", args.jobs) as ex:
-        result = calibrate(targets, args.trials, args.replicates, ex, args.seed)
+        result = calibrate(targets, args.trials, args.replicates, ex, args.seed, args.stage)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=float))

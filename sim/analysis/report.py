@@ -225,8 +225,11 @@ def missing_notes(s: Section) -> list[str]:
         if res.weekly.empty:
             notes.append("No per-participant weekly panel was recorded (run with `--record participants-weekly`). "
                          "Missing without it: the share meeting 150 min in each week, individual trajectories, "
-                         "relapse after the programme, and completers analyses at other weeks than the end of the "
-                         "programme and of follow-up.")
+                         "relapse on the true state (relapse on the assessments is shown), and completers analyses at "
+                         "other weeks than the end of the programme and of follow-up.")
+        if res.assessments.empty:
+            notes.append("These runs stored no assessments (made before assessments were recorded): the assessed "
+                         "(LOCF) tables and the assessed checks are not computable; run them again.")
         else:
             have = res.weekly.groupby(["arm", "replicate"]).size().index
             total = res.participants.groupby(["arm", "replicate"]).size().index
@@ -263,11 +266,16 @@ def _html_table(header: list[str], rows: list[list[str]], cls: str = "") -> str:
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def arm_table(s: Section, week: int, completers: bool = False) -> str:
-    """Per-arm outcomes at the end of `week` over the replicates (ITT, or completers)."""
+def arm_table(s: Section, week: int, completers: bool = False, analysis: str = "true") -> str:
+    """Per-arm outcomes at the end of `week` over the replicates (ITT, or completers), of the true state or of
+    the trial's assessments (`analysis`: true, observed or locf)."""
     sc, res = s.scenario, s.res
-    trials = metrics.trial_metrics(res.participants, res.daily, sc.outcomes, sc.reference, week,
-                                   completers=completers, weekly=res.weekly, programme_weeks=sc.weeks)
+    try:
+        trials = metrics.trial_metrics(res.participants, res.daily, sc.outcomes, sc.reference, week,
+                                       completers=completers, weekly=res.weekly, programme_weeks=sc.weeks,
+                                       analysis=analysis, assessments=res.assessments)
+    except metrics.MetricError as e:
+        return f"<p class='missing'>Not computable: {html.escape(str(e))}</p>"
     if trials.empty:
         return "<p class='missing'>No finished runs.</p>"
     table = metrics.across_replicates(trials, list(sc.arms))
@@ -294,7 +302,7 @@ def arm_table(s: Section, week: int, completers: bool = False) -> str:
 def checks_table(s: Section) -> str:
     """The scenario's checks against published findings."""
     sc, res = s.scenario, s.res
-    frames = metrics.Frames(res.participants, res.daily, res.weekly, sc.outcomes, programme_weeks=sc.weeks)
+    frames = metrics.Frames.of(res, sc.outcomes, programme_weeks=sc.weeks)
     rows = []
     for c in sc.checks:
         try:
@@ -307,33 +315,46 @@ def checks_table(s: Section) -> str:
         ok = "<span class='ok'>ok</span>" if r.passed else "<span class='off'>OFF</span>"
         if not r.replicates:
             ok = "<span class='missing'>no data</span>"
-        rows.append([html.escape(c.id), html.escape(f"{c.metric} {c.arm} week {c.week}"),
+        how = f" ({r.analysis})" if r.analysis else ""
+        rows.append([html.escape(c.id), html.escape(f"{c.metric} {c.arm} week {c.week}{how}"),
                      f"{_num(r['mean'], 3)} <small>[{_num(r['p2.5'], 3)}, {_num(r['p97.5'], 3)}]</small>",
                      html.escape(r.accept), ok, html.escape(c.source)])
     return _html_table(["check", "metric", "simulated [95% of replicates]", "accepted", "", "source"], rows)
 
 
 def relapse_table(s: Section) -> str:
-    """Of those remitted at the end of the programme, the share not remitted at the end of follow-up."""
+    """Of those remitted at the end of the programme, the share who relapse by the end of follow-up: on the
+    trial's assessments (intention to treat, LOCF) and on the true state (weekly panel)."""
     sc, res = s.scenario, s.res
     if not sc.follow_up_weeks:
         return "<p class='missing'>No follow-up phase in this scenario: relapse after the programme is not defined.</p>"
+    frames = metrics.Frames.of(res, sc.outcomes, programme_weeks=sc.weeks)
+    last, k = sc.weeks + sc.follow_up_weeks, sc.outcomes.relapse_assessments
+    notes, rows = [], []
+    analyses = ["locf"]
     if res.weekly.empty:
-        return ("<p class='missing'>Relapse needs the per-participant weekly panel, which these runs did not record "
-                "(run with <code>--record participants-weekly</code>).</p>")
-    frames = metrics.Frames(res.participants, res.daily, res.weekly, sc.outcomes, programme_weeks=sc.weeks)
-    last = sc.weeks + sc.follow_up_weeks
-    rows = []
-    for arm in [a for a in sc.arms if a in set(res.weekly.arm)]:
-        rem = metrics.summarise(metrics.compute("remission_rate", frames, arm=arm, week=sc.weeks))
-        rel = metrics.summarise(metrics.compute("relapse_rate", frames, arm=arm, remitted_at=sc.weeks, week=last))
-        rows.append([f"<b>{html.escape(arm)}</b>", _spread(pd.Series({"m": rem["mean"], "m_p2.5": rem["p2.5"],
-                                                                       "m_p97.5": rem["p97.5"], "replicates":
-                                                                       rem["replicates"]}), "m", pct=True),
-                     _spread(pd.Series({"m": rel["mean"], "m_p2.5": rel["p2.5"], "m_p97.5": rel["p97.5"],
-                                        "replicates": rel["replicates"]}), "m", pct=True), f"{rel['replicates']}"])
-    return _html_table(["arm", f"remitted at week {sc.weeks} %", f"of those, not remitted at week {last} (relapse) %",
-                        "replicates with remitters"], rows, "num")
+        notes.append("Relapse needs the per-participant weekly panel, which these runs did not record, for the true "
+                     "state (run with <code>--record participants-weekly</code>); the assessed rows are shown.")
+    else:
+        analyses.append("true")
+    cell = lambda v: _spread(pd.Series({"m": v["mean"], "m_p2.5": v["p2.5"], "m_p97.5": v["p97.5"],  # noqa: E731
+                                        "replicates": v["replicates"]}), "m", pct=True)
+    for how in analyses:
+        for arm in [a for a in sc.arms if a in set(res.participants.arm)]:
+            try:
+                rem = metrics.summarise(metrics.compute("remission_rate", frames, arm=arm, week=sc.weeks, analysis=how))
+                rel = metrics.summarise(metrics.compute("relapse_rate", frames, arm=arm, remitted_at=sc.weeks,
+                                                        week=last, analysis=how))
+            except metrics.MetricError as e:
+                notes.append(f"{html.escape(arm)}, {how}: not computable: {html.escape(str(e))}")
+                continue
+            label = "assessed, ITT (LOCF)" if how == "locf" else "true state"
+            rows.append([f"<b>{html.escape(arm)}</b>", label, cell(rem), cell(rel), f"{rel['replicates']}"])
+    above = "any assessment" if k == 1 else f"{k} consecutive assessments"
+    table = _html_table(["arm", "analysis", f"remitted at week {sc.weeks} %",
+                         f"of those, relapsed by week {last} ({above} above {sc.outcomes.remission_at:g}) %",
+                         "replicates with remitters"], rows, "num") if rows else ""
+    return "".join(f"<p class='missing'>{n}</p>" for n in notes) + table
 
 
 def runs_table(s: Section) -> str:
@@ -561,8 +582,10 @@ def _section_html(s: Section, anchor: str) -> str:
     out.append(f"<p class='meta'>{len(sc.arms)} arms ({html.escape(', '.join(sc.arms))}; reference "
                f"<b>{html.escape(sc.reference)}</b>) × {s.replicates} replicate trials × {sc.population.size} "
                f"participants per arm; {sc.weeks} weeks of programme + {sc.follow_up_weeks} weeks of follow-up; "
-               f"severity on {html.escape(sc.outcomes.scale)} (remission ≤ {sc.outcomes.remission_threshold:g}, "
-               f"response = {100 * sc.outcomes.response_reduction:.0f}% reduction). Batch {s.batch['id']}.</p>")
+               f"severity on {html.escape(sc.outcomes.scale)} (remission ≤ {sc.outcomes.remission_at:g}, "
+               f"response = {100 * sc.outcomes.response_reduction:.0f}% reduction; assessed at weeks "
+               f"{', '.join(map(str, sc.outcomes.assessments(sc.weeks + sc.follow_up_weeks)))}). "
+               f"Batch {s.batch['id']}.</p>")
     if s.notes:
         out.append(f"<div class='notes' id='{anchor}-missing'><b>What is missing or partial</b><ul>"
                    + "".join(f"<li>{_code(n)}</li>" for n in s.notes) + "</ul></div>")
@@ -581,11 +604,18 @@ def _section_html(s: Section, anchor: str) -> str:
                    "trials with Welch p &lt; 0.05 in favour of the arm) compare the arm with the reference group of "
                    "another replicate, as between two independent groups of a real trial. ≥150 min/week: share averaging at "
                    "least 150 minutes a week over the programme.</p>")
-        out.append(f"<h4>End of programme (week {sc.weeks}), intention to treat</h4>" + arm_table(s, sc.weeks))
-        if sc.follow_up_weeks:
-            last = sc.weeks + sc.follow_up_weeks
-            out.append(f"<h4>End of follow-up (week {last}), intention to treat</h4>" + arm_table(s, last))
-        out.append(f"<h4>End of programme (week {sc.weeks}), completers</h4><p class='meta'>Only participants who had "
+        true_state, locf = "<small> · true state</small>", "<small> · assessed, last observation carried forward</small>"
+        out.append("<p class='meta'><b>True state</b>: the simulated severity of every randomised participant, which "
+                   "no trial sees. <b>Assessed</b>: what the trial measured (rater error; nobody is assessed after "
+                   "leaving the trial), analysed by intention to treat with each participant's last assessment "
+                   "carried forward (LOCF; their baseline if nothing later).</p>")
+        last = sc.weeks + sc.follow_up_weeks
+        for week, when in [(sc.weeks, "End of programme")] + ([(last, "End of follow-up")] if sc.follow_up_weeks else []):
+            out.append(f"<h4>{when} (week {week}), intention to treat{true_state}</h4>" + arm_table(s, week))
+            out.append(f"<h4>{when} (week {week}), intention to treat{locf}</h4>"
+                       + arm_table(s, week, analysis="locf"))
+        out.append(f"<h4>End of programme (week {sc.weeks}), completers{true_state}</h4><p class='meta'>Only "
+                   "participants who had "
                    "not dropped out by the end of the programme, from per-participant severity; n = completers / "
                    "randomised; the dropout column is the share left out.</p>"
                    + arm_table(s, sc.weeks, completers=True))
@@ -613,6 +643,11 @@ GLOSSARY = [
                  "(Hedges & Olkin 1985)"),
     ("95% of replicates", "2.5 and 97.5 percentiles of a trial metric over replicate trials"),
     ("completers", "participants not dropped out by the end of the week reported"),
+    ("true state", "the simulated severity of every randomised participant (no rater error, no missing data)"),
+    ("assessed, LOCF", "the trial's assessments, intention to treat: each participant's last assessment at or "
+                       "before the week carried forward (baseline if none later); docs/metrics.md, Analyses"),
+    ("relapse", "of those remitted at a week, a given number of consecutive assessments above the remission "
+                "threshold after it (outcomes.relapse_assessments; the true state: weeks of the panel)"),
 ]
 
 
@@ -636,7 +671,8 @@ def validation_html(record: dict | None, path: Path | str) -> str:
         num = lambda v: v if isinstance(v, str) else ("–" if v is None else f"{v:.3g}")  # noqa: E731
         ok = bool(r.get("passed"))
         passed += ok
-        rows.append([html.escape(str(r.get("id"))), html.escape(str(r.get("finding", ""))), num(r.get("published")),
+        how = f" <small>({html.escape(str(r['analysis']))})</small>" if r.get("analysis") else ""
+        rows.append([html.escape(str(r.get("id"))) + how, html.escape(str(r.get("finding", ""))), num(r.get("published")),
                      f"{num(r.get('mean'))} [{num(r.get('p2.5'))}, {num(r.get('p97.5'))}] ({r.get('replicates')} reps)",
                      f"{num(r.get('accept_low'))} to {num(r.get('accept_high'))}",
                      "pass" if ok else "<span class='missing'>FAIL</span>"])

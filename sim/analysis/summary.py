@@ -13,13 +13,21 @@ def _pct(v: float) -> str:
     return "-" if v is None or math.isnan(v) else f"{100 * v:.1f}"
 
 
-def arm_table(sc: Scenario, res: ScenarioResults, week: int, label: str) -> str:
-    """Per-arm summary at the end of `week` over the stored replicate trials."""
-    trials = metrics.trial_metrics(res.participants, res.daily, sc.outcomes, sc.reference, week)
+ANALYSIS_LABELS = {"true": "true state of every randomised participant",
+                   "locf": "assessed, intention to treat, last observation carried forward"}
+
+
+def arm_table(sc: Scenario, res: ScenarioResults, week: int, label: str, analysis: str = "true") -> str:
+    """Per-arm summary at the end of `week` over the stored replicate trials (`analysis` true or locf)."""
+    try:
+        trials = metrics.trial_metrics(res.participants, res.daily, sc.outcomes, sc.reference, week,
+                                       analysis=analysis, assessments=res.assessments)
+    except metrics.MetricError as e:
+        return f"{sc.name}: week {week} ({label}; {ANALYSIS_LABELS[analysis]}): not computable: {e}"
     table = metrics.across_replicates(trials, list(sc.arms))
     reps = int(table.replicates.max()) if len(table) else 0
-    lines = [f"{sc.name}: week {week} ({label}); means over {reps} replicate trials; severity on "
-             f"{sc.outcomes.scale}; g against '{sc.reference}' (positive = fewer symptoms)",
+    lines = [f"{sc.name}: week {week} ({label}; {ANALYSIS_LABELS[analysis]}); means over {reps} replicate trials; "
+             f"severity on {sc.outcomes.scale}; g against '{sc.reference}' (positive = fewer symptoms)",
              f"{'arm':<24}{'n':>6}{'adher%':>8}{'drop%':>7}{'change':>8}{'chg%':>7}{'resp%':>7}{'remit%':>7}"
              f"{'>=150%':>7}  {'g [95% CI of one trial]':<25}{'g 95% over reps':<17}{'power%':>6}"]
     for _, r in table.iterrows():
@@ -34,11 +42,12 @@ def arm_table(sc: Scenario, res: ScenarioResults, week: int, label: str) -> str:
 
 def checks_table(sc: Scenario, res: ScenarioResults) -> str:
     """The scenario's checks against published findings, each ok or OFF."""
-    frames = metrics.Frames(res.participants, res.daily, res.weekly, sc.outcomes, programme_weeks=sc.weeks)
+    frames = metrics.Frames.of(res, sc.outcomes, programme_weeks=sc.weeks)
     checks = metrics.evaluate_checks(sc.checks, frames, sc.reference)
     lines = ["plausibility against published findings (mean over replicates [95% of replicates]):"]
     for _, c in checks.iterrows():
-        lines.append(f"  {'ok ' if c.passed else 'OFF'} {c.id:<28} {c.metric} {c.arm} week {c.week}: "
+        how = f" ({c.analysis})" if c.analysis else ""
+        lines.append(f"  {'ok ' if c.passed else 'OFF'} {c.id:<28} {c.metric} {c.arm} week {c.week}{how}: "
                      f"{c['mean']:.3f} [{c['p2.5']:.3f}, {c['p97.5']:.3f}]  accept {c.accept}  ({c.source})")
     return "\n".join(lines)
 
@@ -47,9 +56,11 @@ def summary_text(sc: Scenario, res: ScenarioResults) -> str:
     """Arm tables at the end of the programme and of follow-up, then the checks."""
     if res.participants.empty:
         return f"{sc.name}: no finished runs to summarise"
-    parts = [arm_table(sc, res, sc.weeks, "end of programme")]
-    if sc.follow_up_weeks:
-        parts.append(arm_table(sc, res, sc.weeks + sc.follow_up_weeks, "end of follow-up"))
+    parts = []
+    for analysis in ("true", "locf"):
+        parts.append(arm_table(sc, res, sc.weeks, "end of programme", analysis))
+        if sc.follow_up_weeks:
+            parts.append(arm_table(sc, res, sc.weeks + sc.follow_up_weeks, "end of follow-up", analysis))
     if sc.checks:
         parts.append(checks_table(sc, res))
     return "\n\n".join(parts)

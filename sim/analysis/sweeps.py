@@ -63,6 +63,7 @@ def outcome_values(sw: Sweep, res: SweepResults) -> pd.DataFrame:
     groups = {k: g for k, g in res.participants.groupby("point")}
     daily = {k: g for k, g in res.daily.groupby("point")}
     weekly = {k: g for k, g in res.weekly.groupby("point")} if not res.weekly.empty else {}
+    assessments = dict(tuple(res.assessments.groupby("point"))) if not res.assessments.empty else {}
     for point in res.points.point:
         if point not in groups:
             continue
@@ -71,7 +72,8 @@ def outcome_values(sw: Sweep, res: SweepResults) -> pd.DataFrame:
             outcomes = sw.point_scenario(res.points.loc[res.points.point == point, sw.factor_names].iloc[0].to_dict(),
                                          "check").scenario.outcomes
         f = metrics.Frames(groups[point], daily[point], weekly.get(point, res.weekly.iloc[0:0]), outcomes,
-                           programme_weeks=base.weeks)
+                           programme_weeks=base.weeks,
+                           assessments=assessments.get(point, res.assessments.iloc[0:0]))
         for o in sw.spec.outcomes:
             args = o.arguments()
             if o.metric in COMPARISONS:

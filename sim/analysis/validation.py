@@ -32,6 +32,7 @@ from sim.scenario import (
     metric_call_problem,
     read_yaml,
 )
+from sim.vocabulary import analysis_of
 
 DEFAULT_TARGETS = Path("scenarios/trials/targets.yaml")
 
@@ -93,7 +94,8 @@ def replicates_needed(targets: Targets, override: int | None) -> dict[str, int]:
 
 
 def evaluate(targets: Targets, frames: dict[str, metrics.Frames]) -> pd.DataFrame:
-    """One row per target: published value, simulated mean and 95% interval over replicates, pass/fail."""
+    """One row per target: published value, simulated mean and 95% interval over replicates, pass/fail, and
+    the analysis of the metric (true state or assessed; empty for metrics that take none)."""
     rows = []
     for t in targets.targets:
         try:
@@ -102,7 +104,8 @@ def evaluate(targets: Targets, frames: dict[str, metrics.Frames]) -> pd.DataFram
         except metrics.MetricError as e:
             s, note = {"mean": float("nan"), "p2.5": float("nan"), "p97.5": float("nan"), "replicates": 0}, str(e)
         passed = bool(t.accept[0] <= s["mean"] <= t.accept[1])
-        rows.append({"id": t.id, "metric": t.metric, "published": t.published, **s,
+        rows.append({"id": t.id, "metric": t.metric, "analysis": analysis_of(t.metric, t.arguments()) or "",
+                     "published": t.published, **s,
                      "accept_low": t.accept[0], "accept_high": t.accept[1], "passed": passed,
                      "finding": t.finding, "source": t.source, "scenario": t.scenario, "note": note})
     return pd.DataFrame(rows)
@@ -120,7 +123,8 @@ def table_text(result: pd.DataFrame) -> str:
     lines = [head, "-" * len(head)]
     for _, r in result.iterrows():
         sim = f"{_fmt(r['mean'])} [{_fmt(r['p2.5'])}, {_fmt(r['p97.5'])}] ({r.replicates} reps)"
-        lines.append(f"{r.id:<30}{_fmt(r.published):>10}  {sim:<40}{_fmt(r.accept_low) + ' to ' + _fmt(r.accept_high):<18}"
+        name = f"{r.id} ({r.analysis})" if r.get("analysis") else r.id
+        lines.append(f"{name:<30}{_fmt(r.published):>10}  {sim:<40}{_fmt(r.accept_low) + ' to ' + _fmt(r.accept_high):<18}"
                      f"{'pass' if r.passed else 'FAIL'}{'  ' + r.note if r.note else ''}")
     passed = int(result.passed.sum())
     lines.append(f"\n{passed} of {len(result)} targets pass")
@@ -159,7 +163,8 @@ def table_markdown(result: pd.DataFrame, header: str) -> str:
              "| id | finding | published | simulated mean [95% over replicates] | accept | result |",
              "|---|---|---|---|---|---|"]
     for _, r in result.iterrows():
-        lines.append(f"| {r.id} | {r.finding} ({r.source.split('.')[0]}) | {_fmt(r.published)} | "
+        how = f"; analysis: {r.analysis}" if r.get("analysis") else ""
+        lines.append(f"| {r.id} | {r.finding} ({r.source.split('.')[0]}{how}) | {_fmt(r.published)} | "
                      f"{_fmt(r['mean'])} [{_fmt(r['p2.5'])}, {_fmt(r['p97.5'])}] ({r.replicates} reps) | "
                      f"{_fmt(r.accept_low)} to {_fmt(r.accept_high)} | {'pass' if r.passed else '**FAIL**'} |")
     lines.append(f"\n{int(result.passed.sum())} of {len(result)} targets pass.\n")

@@ -2,7 +2,7 @@
 
 `daily_update` advances every participant by one day at once; `reference_update` applies the same
 equations to one participant with plain floats. Tests hold the two to identical trajectories.
-docs/ODD.md (section "Submodels") writes each equation out.
+docs/ODD.md (section "Submodels") writes each equation out. Severity is in internal HAM-D-17 points.
 """
 
 from __future__ import annotations
@@ -12,11 +12,13 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from sim.model.programme import CLASS, DayInputs
+from sim.model.programme import CLASS, PATTERN, DayInputs
 
 # Columns of the fixed block of uniforms each participant draws every day (common random numbers).
-U_ACT, U_DROP, U_EVENT, U_EVENT_SIZE, U_PILL = range(5)
-N_UNIFORMS = 5
+U_ACT, U_DROP, U_EVENT, U_EVENT_SIZE, U_PILL, U_STOP, U_UPTAKE, U_RELAPSE, U_EPISODE, U_QUIT = range(10)
+N_UNIFORMS = 10
+SEVERITY_TOP = 52.0  # the internal scale's maximum (HAM-D-17)
+NO_EFFECT_DAYS = 28  # a pill is judged on its effect only after four weeks
 
 
 @dataclass
@@ -25,12 +27,16 @@ class State:
 
     R0: np.ndarray
     C0: np.ndarray
-    S0: np.ndarray
+    S0: np.ndarray  # baseline severity (internal HAM-D-17 points)
     D0: np.ndarray
     F0: np.ndarray
     habit_rate: np.ndarray
-    natural: np.ndarray  # this person's eventual natural improvement (fraction of S0)
-    S: np.ndarray  # severity (scale points)
+    natural: np.ndarray  # this person's partial natural improvement within an episode (fraction of S0)
+    resp_ex: np.ndarray  # responsiveness to exercise, drug, non-specific factors (multipliers)
+    resp_drug: np.ndarray
+    resp_ns: np.ndarray
+    age_gain: np.ndarray  # neuroplastic gain multiplier for age
+    S: np.ndarray  # severity
     P: np.ndarray  # neuroplastic reserve 0..1
     V: np.ndarray  # expected reward of a session
     E: np.ndarray  # self-efficacy 0..1
@@ -40,30 +46,44 @@ class State:
     M: np.ndarray  # trained self-management skill (cognitive control units)
     K: np.ndarray  # recent professional contact (contacts per week, moving average)
     med: np.ndarray  # drug effect level 0..1
-    med_start: np.ndarray  # day the drug was first prescribed (inf if never)
-    enrolled: np.ndarray  # bool; dropout is absorbing
+    med_start: np.ndarray  # day the drug was first taken (inf if never)
+    X: np.ndarray  # expectancy from taking a pill 0..1
+    pill_days: np.ndarray  # days a study pill has been prescribed
+    enrolled: np.ndarray  # bool: still in the trial (leaving is absorbing)
+    quit: np.ndarray  # bool: gave up the prescribed exercise plan
+    own: np.ndarray  # bool: follows an exercise plan of their own
     streak: np.ndarray  # consecutive completed sessions
     misses: np.ndarray  # consecutive missed planned sessions
     attended_last: np.ndarray  # bool: attended the last planned session
-    dropout_day: np.ndarray  # -1 while enrolled
+    dropout_day: np.ndarray  # day the person left the trial; -1 while in it
+    remitted: np.ndarray  # bool: in remission (a state with memory)
+    below: np.ndarray  # consecutive days at or below the remission level
+    relapses: np.ndarray  # new episodes begun after a remission
+    episode_start: np.ndarray  # day the current episode began (0 = baseline)
+    episode_end: np.ndarray  # day the current episode would end untreated
     acted: np.ndarray  # bool: exercised today
     minutes_done: np.ndarray  # minutes exercised today
 
     @classmethod
-    def initial(cls, traits: dict[str, np.ndarray], habit_rate: np.ndarray, course: np.ndarray,
-                p: "Coefficients") -> "State":
-        """Day-0 state of a cohort."""
-        R0, C0, S0 = traits["reward_sensitivity"], traits["cognitive_control"], traits["baseline_severity"]
-        D0, F0 = traits["distress_tolerance"], traits["fitness"]
+    def initial(cls, cohort, p: "Coefficients") -> "State":
+        """Day-0 state of a cohort (a population.Cohort)."""
+        t = cohort.traits
+        R0, C0, S0 = t["reward_sensitivity"], t["cognitive_control"], cohort.severity0
         n, z = len(S0), lambda: np.zeros(len(S0))
-        return cls(R0=R0.copy(), C0=C0.copy(), S0=S0.copy(), D0=D0.copy(), F0=F0.copy(),
-                   habit_rate=habit_rate.copy(),
-                   natural=np.clip(p.symptoms_natural_improvement + p.symptoms_course_spread * course, -0.5, 0.9),
+        return cls(R0=R0.copy(), C0=C0.copy(), S0=S0.copy(), D0=t["distress_tolerance"].copy(),
+                   F0=t["fitness"].copy(), habit_rate=cohort.habit_rate.copy(),
+                   natural=np.clip(p.symptoms_natural_improvement + p.symptoms_course_spread * cohort.course,
+                                   -0.5, 0.9),
+                   resp_ex=cohort.response["exercise"].copy(), resp_drug=cohort.response["drug"].copy(),
+                   resp_ns=cohort.response["nonspecific"].copy(),
+                   age_gain=np.exp(-p.age_plasticity_decline * (t["age"] - 45.0) / 10.0),
                    S=S0.copy(), P=z(), V=p.learning_initial_expectancy * R0,
-                   E=np.full(n, p.efficacy_initial), H=z(), F=F0.copy(), D=D0.copy(), M=z(), K=z(), med=z(),
-                   med_start=np.full(n, np.inf), enrolled=np.ones(n, dtype=bool), streak=z(), misses=z(),
-                   attended_last=np.ones(n, dtype=bool), dropout_day=np.full(n, -1),
-                   acted=np.zeros(n, dtype=bool), minutes_done=z())
+                   E=np.full(n, p.efficacy_initial), H=z(), F=t["fitness"].copy(), D=t["distress_tolerance"].copy(),
+                   M=z(), K=z(), med=z(), med_start=np.full(n, np.inf), X=z(), pill_days=z(),
+                   enrolled=np.ones(n, dtype=bool), quit=np.zeros(n, dtype=bool), own=np.zeros(n, dtype=bool),
+                   streak=z(), misses=z(), attended_last=np.ones(n, dtype=bool), dropout_day=np.full(n, -1),
+                   remitted=np.zeros(n, dtype=bool), below=z(), relapses=z(), episode_start=z(),
+                   episode_end=cohort.episode_days.copy(), acted=np.zeros(n, dtype=bool), minutes_done=z())
 
     def copy(self) -> "State":
         return State(**{f.name: getattr(self, f.name).copy() for f in fields(self)})
@@ -72,10 +92,12 @@ class State:
 class Coefficients:
     """Parameter values as attributes: 'intention.bias' -> .intention_bias."""
 
-    def __init__(self, values: dict[str, float], scale_max: float):
+    def __init__(self, values: dict[str, float]):
         for k, v in values.items():
             setattr(self, k.replace(".", "_"), float(v))
-        self.scale_max = float(scale_max)
+        k = self.course_episode_shape
+        self.episode_scale = self.course_episode_median_days / math.log(2.0) ** (1.0 / k)
+        self.own_pattern = PATTERN[int(round(self.own_sessions_per_week))]
 
 
 def social_factor(state: State, kind: np.ndarray, partner: np.ndarray, group: np.ndarray) -> np.ndarray:
@@ -102,76 +124,129 @@ def daily_update(s: State, x: DayInputs, social: np.ndarray, kind: np.ndarray, d
                  u: np.ndarray, z: np.ndarray, p: Coefficients) -> None:
     """Advance every participant by one day, in place."""
     in_class = kind == CLASS
-    support = x.support * np.where(in_class, p.support_class_base + (1 - p.support_class_base) * social, social)
+    from_rx = x.planned & ~s.quit  # a session of the prescription (programme, or kept as a plan after it)
+    own_day = s.own & p.own_pattern[day % 7] & ~from_rx
+    planned = from_rx | own_day
+    minutes = np.where(from_rx, x.minutes, p.own_minutes)
+    intensity = np.where(from_rx, x.intensity, p.own_intensity)
+    support = from_rx * x.support * np.where(in_class, p.support_class_base + (1 - p.support_class_base) * social,
+                                             social)
     R = np.clip(s.R0 + p.plasticity_reward_sensitization * s.P, 0.0, 1.0)
     C = np.clip(s.C0 + p.plasticity_control_gain * s.P + s.M, 0.0, 1.0)
     C_eff = C + (1.0 - C) * support
-    load = (x.minutes / p.effort_reference_minutes) * (x.intensity / p.effort_reference_intensity)
+    load = (minutes / p.effort_reference_minutes) * (intensity / p.effort_reference_intensity)
     effort = load / (p.effort_fitness_offset + s.F)
     discomfort = np.maximum(0.0, effort - p.effort_tolerance_window * s.D)
     logit = (p.intention_bias + p.intention_w_expectancy * s.V + p.intention_w_efficacy * s.E
-             + p.intention_w_habit * s.H + p.intention_w_priming * x.priming
+             + p.intention_w_habit * s.H + p.intention_w_priming * x.priming * from_rx
              - p.intention_w_severity * s.S / 10.0 - p.intention_w_cost * discomfort)
     deliberate = _sigmoid(logit) * (p.action_control_floor + (1.0 - p.action_control_floor) * C_eff)
     p_act = 1.0 - (1.0 - p.action_habit_direct * s.H) * (1.0 - deliberate)
-    planned = x.planned & s.enrolled
     acted = planned & (u[:, U_ACT] < p_act)
     missed = planned & ~acted
 
-    # a completed session: reward, prediction-error learning, mastery, habit, exposure
-    lift = p.reward_mood_lift * np.sqrt(np.minimum(1.0, x.minutes / p.effort_reference_minutes))
-    social_reward = p.reward_social_value * social * (x.support > 0)  # only while support is arranged
-    reward = R * lift - p.reward_discomfort_weight * discomfort + x.cue + social_reward
+    # a completed session: reward, prediction-error learning, mastery (less when helped), habit, exposure
+    lift = p.reward_mood_lift * np.sqrt(np.minimum(1.0, minutes / p.effort_reference_minutes))
+    social_reward = p.reward_social_value * social * (x.support > 0) * from_rx  # only while support is arranged
+    reward = R * lift - p.reward_discomfort_weight * discomfort + x.cue * from_rx + social_reward
     s.V = np.where(acted, s.V + p.learning_rate * (reward - s.V), s.V)
-    s.E = np.where(acted, s.E + p.efficacy_gain * (1.0 - s.E), s.E)
+    # mastery is credited to oneself less when the session was helped or paid for (support, reward cues)
+    cue = x.cue * from_rx
+    external = np.maximum(support, cue / np.maximum(cue + R * lift, 1e-9))
+    s.E = np.where(acted, s.E + p.efficacy_gain * (1.0 - p.efficacy_attribution * external) * (1.0 - s.E), s.E)
     s.H = np.where(acted, s.H + s.habit_rate * (1.0 - s.H),
                    s.H * (1.0 - np.where(missed, p.habit_miss_decay, p.habit_idle_decay)))
     s.D = np.where(acted, s.D + p.effort_tolerance_growth * (1.0 - s.D), s.D)
     s.streak = np.where(acted, s.streak + 1, np.where(missed, 0, s.streak))
 
-    # a missed planned session: confidence falls (more when severe), habit slips, dropout hazard
+    # a missed session: confidence falls (more when severe); the lower it is, the likelier giving up
     loss = np.minimum(1.0, p.efficacy_loss * (1.0 + p.efficacy_severity_amplifier * s.S / 10.0))
     s.E = np.where(missed, s.E * (1.0 - loss), s.E)
     s.E = np.clip(s.E, 0.0, 1.0)
     s.misses = np.where(acted, 0, np.where(missed, s.misses + 1, s.misses))
-    hazard = p.dropout_base * (1.0 + p.dropout_streak * (s.misses - 1)) * (1.0 - s.E)
-    drop = missed & (u[:, U_DROP] < hazard)
-    s.enrolled = s.enrolled & ~drop
-    s.dropout_day = np.where(drop, day, s.dropout_day)
+    hazard = p.dropout_base * (1.0 + p.dropout_streak * (s.misses - 1)) * (1.0 - s.E) ** p.dropout_efficacy_power
+    give_up = missed & (u[:, U_DROP] < hazard)
+    leave = give_up & from_rx & x.in_programme & s.enrolled  # giving up the programme is leaving the trial
+    s.quit = s.quit | (give_up & from_rx)
+    s.own = s.own & ~(give_up & own_day)
     s.attended_last = np.where(planned, acted, s.attended_last)
+    # anyone without a plan may start one of their own (more after the programme), the more confident the likelier
+    no_plan = ~(x.prescribed & ~s.quit) & ~s.own
+    rate = (p.own_uptake if x.in_programme else p.own_uptake_follow_up) * s.E / p.efficacy_initial
+    start = no_plan & (u[:, U_UPTAKE] < rate)
+    s.own = s.own | start
+    s.misses = np.where(start, 0, s.misses)
 
-    # dose feeds the neuroplastic reserve and fitness; skills and contact accumulate
+    # dose feeds the neuroplastic reserve (less with age) and fitness; skills and contact accumulate
     dose = np.where(acted, load, 0.0)
-    s.P = s.P + p.plasticity_gain * dose * (1.0 - s.P) - p.plasticity_decay * s.P
+    s.P = s.P + p.plasticity_gain * s.age_gain * dose * (1.0 - s.P) - p.plasticity_decay * s.P
     s.F = s.F + p.fitness_gain * dose * (1.0 - s.F) - p.fitness_detraining * (s.F - s.F0)
-    s.M = np.where(x.skill_target > 0, np.minimum(np.maximum(s.M, x.skill_target), s.M + x.skill_rate),
+    room = np.maximum(0.0, 1.0 + p.self_management_compensation * (0.5 - s.C0) / 0.5)  # most where control is low
+    s.M = np.where(x.skill_target > 0, np.minimum(np.maximum(s.M, x.skill_target * room), s.M + x.skill_rate * room),
                    s.M * (1.0 - p.self_management_retention))
     # self-initiated sessions are practice in self-regulation; fully supported ones teach little
     s.M = np.where(acted, s.M + p.self_regulation_practice_gain * (1.0 - support)
                    * np.maximum(0.0, p.self_regulation_practice_max - s.M), s.M)
-    contacts = x.contact + (acted & in_class) * x.support
+    contacts = x.contact + (acted & in_class & from_rx) * x.support
     s.K = s.K + (7.0 * contacts - s.K) / p.symptoms_contact_memory_days
-    s.med_start = np.where(x.medication & np.isinf(s.med_start), day, s.med_start)
-    taking = x.medication & (u[:, U_PILL] < x.med_adherence)
-    working = taking & (day - s.med_start >= p.medication_onset_days)
-    s.med = np.where(working, s.med + (1.0 - s.med) / p.medication_build_days,
-                     np.where(taking, s.med, s.med * (1.0 - 1.0 / p.medication_washout_days)))
 
-    # symptoms relax toward the target that natural course, contact, exercise and medication set
-    natural = s.natural * (1.0 - np.exp(-day / p.symptoms_natural_days))
+    # study pills: stopping (leaving the trial), the drug's build-up and washout, expectancy
+    pill = x.medication | x.placebo
+    s.pill_days = np.where(pill, s.pill_days + 1, s.pill_days)
+    shortfall = np.clip((s.S / s.S0 - 0.5) / 0.5, 0.0, 1.0) * (s.pill_days > NO_EFFECT_DAYS)
+    stop_h = (p.pill_stop_base * np.exp(-s.pill_days / p.pill_stop_settle_days) + p.pill_stop_no_benefit * shortfall
+              + p.pill_stop_side_effects * x.medication * np.exp(-s.pill_days / 14.0))
+    stop = pill & (u[:, U_STOP] < stop_h)
+    leave = leave | (stop & s.enrolled)
+    s.dropout_day = np.where(leave, day, s.dropout_day)
+    s.enrolled = s.enrolled & ~leave
+    s.quit = s.quit | leave
+    drug = x.medication & ~stop & (u[:, U_PILL] < x.med_adherence)
+    placebo = x.placebo & ~stop & (u[:, U_PILL] < x.placebo_adherence)
+    s.med_start = np.where(drug & np.isinf(s.med_start), day, s.med_start)
+    working = drug & (day - s.med_start >= p.medication_onset_days)
+    s.med = np.where(working, s.med + (1.0 - s.med) / p.medication_build_days,
+                     np.where(drug, s.med, s.med * (1.0 - 1.0 / p.medication_washout_days)))
+    s.X = s.X + ((drug | placebo) - s.X) / p.placebo_build_days
+
+    # life events; in remission one may start a new episode, less so under a working drug or a full reserve
+    happened = u[:, U_EVENT] < p.symptoms_event_rate
+    event = happened * p.symptoms_event_size * -np.log1p(-u[:, U_EVENT_SIZE])
+    risk = (p.episode_relapse_given_event * (1.0 - p.episode_drug_protection * s.med)
+            * (1.0 - p.episode_exercise_protection * s.P))
+    relapse = s.remitted & happened & (u[:, U_RELAPSE] < risk)
+    s.H = np.where(happened, s.H * (1.0 - p.habit_event_disruption), s.H)  # a life event upsets routines
+    # ... and may end an exercise plan, unless a programme carries one through it
+    ends = happened & (u[:, U_QUIT] < p.habit_event_quit)
+    s.quit = s.quit | (ends & (not x.in_programme) & x.prescribed)
+    s.own = s.own & ~ends
+    s.remitted = s.remitted & ~relapse
+    s.below = np.where(relapse, 0.0, s.below)
+    s.relapses = s.relapses + relapse
+    s.episode_start = np.where(relapse, day, s.episode_start)
+    s.episode_end = np.where(relapse, day + p.episode_scale * (-np.log1p(-u[:, U_EPISODE])) ** (1.0 / p.course_episode_shape),
+                             s.episode_end)
+
+    # symptoms relax toward the target that the episode, contact, pills, exercise and medication set
+    natural = s.natural * (1.0 - np.exp(-(day - s.episode_start) / p.symptoms_natural_days))
     contact_b = p.symptoms_contact_benefit * s.K / (s.K + p.symptoms_contact_half)
+    nonspecific_b = np.minimum(0.95, s.resp_ns * (1.0 - (1.0 - contact_b) * (1.0 - p.placebo_benefit * s.X)))
     Ph = s.P ** p.symptoms_plasticity_hill
-    exercise_b = p.symptoms_plasticity_benefit * Ph / (Ph + p.symptoms_plasticity_half ** p.symptoms_plasticity_hill)
+    exercise_b = np.minimum(0.95, s.resp_ex * p.symptoms_plasticity_benefit
+                            * Ph / (Ph + p.symptoms_plasticity_half ** p.symptoms_plasticity_hill))
     efficacy_b = p.symptoms_efficacy_benefit * np.maximum(0.0, s.E - p.efficacy_initial)
-    med_b = x.med_effect * s.med
+    med_b = np.minimum(0.95, s.resp_drug * x.med_effect * s.med)
     overlap = p.symptoms_treatment_overlap  # exercise and drug partly act through the same pathway
     treatment_b = (1 - overlap) * (exercise_b + med_b - exercise_b * med_b) + overlap * np.maximum(exercise_b, med_b)
-    target = s.S0 * (1 - natural) * (1 - contact_b) * (1 - efficacy_b) * (1 - treatment_b)
-    event = (u[:, U_EVENT] < p.symptoms_event_rate) * p.symptoms_event_size * -np.log1p(-u[:, U_EVENT_SIZE])
-    s.S = np.clip(s.S + (target - s.S) / p.symptoms_relaxation_days + p.symptoms_noise_sd * z + event,
-                  0.0, p.scale_max)
+    target = s.S0 * (1 - natural) * (1 - nonspecific_b) * (1 - efficacy_b) * (1 - treatment_b)
+    well = s.remitted | (day >= s.episode_end)  # remitted, or the episode has run its course
+    target = np.where(well, np.minimum(target, p.episode_well_fraction * s.S0), target)
+    noise = p.symptoms_noise_sd * np.sqrt(s.S / 10.0) * z
+    s.S = np.clip(s.S + (target - s.S) / p.symptoms_relaxation_days + noise + event, 0.0, SEVERITY_TOP)
+    s.below = np.where(s.S <= p.episode_remission_level, s.below + 1, 0.0)
+    s.remitted = s.remitted | (s.below >= p.episode_confirm_days)
     s.acted = acted
-    s.minutes_done = np.where(acted, x.minutes, 0.0)
+    s.minutes_done = np.where(acted, minutes, 0.0)
 
 
 def reference_update(s: State, i: int, x: DayInputs, social: float, kind: int, day: int,
@@ -180,29 +255,37 @@ def reference_update(s: State, i: int, x: DayInputs, social: float, kind: int, d
     sig = lambda v: 1.0 / (1.0 + math.exp(-v))  # noqa: E731
     clip = lambda v, lo, hi: min(hi, max(lo, v))  # noqa: E731
     S, P, V, E, H, F, D, M, K = (float(a[i]) for a in (s.S, s.P, s.V, s.E, s.H, s.F, s.D, s.M, s.K))
-    minutes, intensity = float(x.minutes[i]), float(x.intensity[i])
+    S0, quit, own, enrolled = float(s.S0[i]), bool(s.quit[i]), bool(s.own[i]), bool(s.enrolled[i])
     in_class = kind == CLASS
+    from_rx = bool(x.planned[i]) and not quit
+    own_day = own and bool(p.own_pattern[day % 7]) and not from_rx
+    planned = from_rx or own_day
+    minutes = float(x.minutes[i]) if from_rx else p.own_minutes
+    intensity = float(x.intensity[i]) if from_rx else p.own_intensity
     arranged = float(x.support[i])
-    support = arranged * (p.support_class_base + (1 - p.support_class_base) * social if in_class else social)
+    support = 0.0
+    if from_rx:
+        support = arranged * (p.support_class_base + (1 - p.support_class_base) * social if in_class else social)
     R = clip(s.R0[i] + p.plasticity_reward_sensitization * P, 0.0, 1.0)
     C = clip(s.C0[i] + p.plasticity_control_gain * P + M, 0.0, 1.0)
     C_eff = C + (1.0 - C) * support
     load = (minutes / p.effort_reference_minutes) * (intensity / p.effort_reference_intensity)
     discomfort = max(0.0, load / (p.effort_fitness_offset + F) - p.effort_tolerance_window * D)
     logit = (p.intention_bias + p.intention_w_expectancy * V + p.intention_w_efficacy * E
-             + p.intention_w_habit * H + p.intention_w_priming * x.priming[i]
+             + p.intention_w_habit * H + p.intention_w_priming * x.priming[i] * from_rx
              - p.intention_w_severity * S / 10.0 - p.intention_w_cost * discomfort)
     deliberate = sig(logit) * (p.action_control_floor + (1.0 - p.action_control_floor) * C_eff)
     p_act = 1.0 - (1.0 - p.action_habit_direct * H) * (1.0 - deliberate)
-    planned = bool(x.planned[i]) and bool(s.enrolled[i])
     acted = planned and u[U_ACT] < p_act
     missed = planned and not acted
     if acted:
         lift = p.reward_mood_lift * math.sqrt(min(1.0, minutes / p.effort_reference_minutes))
-        social_reward = p.reward_social_value * social if arranged > 0 else 0.0
-        reward = R * lift - p.reward_discomfort_weight * discomfort + x.cue[i] + social_reward
+        social_reward = p.reward_social_value * social if arranged > 0 and from_rx else 0.0
+        reward = R * lift - p.reward_discomfort_weight * discomfort + (x.cue[i] if from_rx else 0.0) + social_reward
         V += p.learning_rate * (reward - V)
-        E += p.efficacy_gain * (1.0 - E)
+        cue = float(x.cue[i]) if from_rx else 0.0
+        external = max(support, cue / max(cue + R * lift, 1e-9))
+        E += p.efficacy_gain * (1.0 - p.efficacy_attribution * external) * (1.0 - E)
         H += s.habit_rate[i] * (1.0 - H)
         D += p.effort_tolerance_growth * (1.0 - D)
         s.streak[i] += 1
@@ -211,45 +294,100 @@ def reference_update(s: State, i: int, x: DayInputs, social: float, kind: int, d
         H *= 1.0 - p.habit_miss_decay
     else:
         H *= 1.0 - p.habit_idle_decay
+    leave = False
     if missed:
         s.streak[i] = 0
         E = clip(E * (1.0 - min(1.0, p.efficacy_loss * (1.0 + p.efficacy_severity_amplifier * S / 10.0))), 0.0, 1.0)
         s.misses[i] += 1
-        if u[U_DROP] < p.dropout_base * (1.0 + p.dropout_streak * (s.misses[i] - 1)) * (1.0 - E):
-            s.enrolled[i] = False
-            s.dropout_day[i] = day
+        hazard = p.dropout_base * (1.0 + p.dropout_streak * (s.misses[i] - 1)) * (1.0 - E) ** p.dropout_efficacy_power
+        if u[U_DROP] < hazard:
+            if from_rx:
+                quit = True
+                leave = bool(x.in_programme) and enrolled
+            if own_day:
+                own = False
     if planned:
         s.attended_last[i] = acted
+    has_plan = bool(x.prescribed[i]) and not quit
+    if not has_plan and not own:
+        rate = (p.own_uptake if x.in_programme else p.own_uptake_follow_up) * E / p.efficacy_initial
+        if u[U_UPTAKE] < rate:
+            own = True
+            s.misses[i] = 0
     dose = load if acted else 0.0
-    P = P + p.plasticity_gain * dose * (1.0 - P) - p.plasticity_decay * P
+    P = P + p.plasticity_gain * s.age_gain[i] * dose * (1.0 - P) - p.plasticity_decay * P
     F = F + p.fitness_gain * dose * (1.0 - F) - p.fitness_detraining * (F - s.F0[i])
+    room = max(0.0, 1.0 + p.self_management_compensation * (0.5 - s.C0[i]) / 0.5)
     if x.skill_target[i] > 0:
-        M = min(max(M, x.skill_target[i]), M + x.skill_rate[i])
+        M = min(max(M, x.skill_target[i] * room), M + x.skill_rate[i] * room)
     else:
         M *= 1.0 - p.self_management_retention
     if acted:
         M += p.self_regulation_practice_gain * (1.0 - support) * max(0.0, p.self_regulation_practice_max - M)
-    contacts = x.contact[i] + (arranged if acted and in_class else 0.0)
+    contacts = x.contact[i] + (arranged if acted and in_class and from_rx else 0.0)
     K += (7.0 * contacts - K) / p.symptoms_contact_memory_days
-    if x.medication[i] and math.isinf(s.med_start[i]):
+    on_drug, on_placebo = bool(x.medication[i]), bool(x.placebo[i])
+    stop = False
+    if on_drug or on_placebo:
+        s.pill_days[i] += 1
+        shortfall = clip((S / S0 - 0.5) / 0.5, 0.0, 1.0) if s.pill_days[i] > NO_EFFECT_DAYS else 0.0
+        stop_h = (p.pill_stop_base * math.exp(-s.pill_days[i] / p.pill_stop_settle_days)
+                  + p.pill_stop_no_benefit * shortfall
+                  + (p.pill_stop_side_effects * math.exp(-s.pill_days[i] / 14.0) if on_drug else 0.0))
+        stop = u[U_STOP] < stop_h
+        leave = leave or (stop and enrolled)
+    if leave:
+        s.dropout_day[i] = day
+        enrolled, quit = False, True
+    drug = on_drug and not stop and u[U_PILL] < x.med_adherence[i]
+    placebo = on_placebo and not stop and u[U_PILL] < x.placebo_adherence[i]
+    if drug and math.isinf(s.med_start[i]):
         s.med_start[i] = day
-    taking = bool(x.medication[i]) and u[U_PILL] < x.med_adherence[i]
-    if taking and day - s.med_start[i] >= p.medication_onset_days:
-        s.med[i] += (1.0 - s.med[i]) / p.medication_build_days
-    elif not taking:
-        s.med[i] *= 1.0 - 1.0 / p.medication_washout_days
-    natural = s.natural[i] * (1.0 - math.exp(-day / p.symptoms_natural_days))
+    med = float(s.med[i])
+    if drug and day - s.med_start[i] >= p.medication_onset_days:
+        med += (1.0 - med) / p.medication_build_days
+    elif not drug:
+        med *= 1.0 - 1.0 / p.medication_washout_days
+    X = float(s.X[i])
+    X += ((1.0 if drug or placebo else 0.0) - X) / p.placebo_build_days
+    happened = u[U_EVENT] < p.symptoms_event_rate
+    event = p.symptoms_event_size * -math.log1p(-u[U_EVENT_SIZE]) if happened else 0.0
+    remitted = bool(s.remitted[i])
+    if happened:
+        H *= 1.0 - p.habit_event_disruption
+        if u[U_QUIT] < p.habit_event_quit:
+            own = False
+            if not x.in_programme and x.prescribed[i]:
+                quit = True
+    if remitted and happened:
+        risk = (p.episode_relapse_given_event * (1.0 - p.episode_drug_protection * med)
+                * (1.0 - p.episode_exercise_protection * P))
+        if u[U_RELAPSE] < risk:
+            remitted = False
+            s.below[i] = 0.0
+            s.relapses[i] += 1
+            s.episode_start[i] = day
+            s.episode_end[i] = day + p.episode_scale * (-math.log1p(-u[U_EPISODE])) ** (1.0 / p.course_episode_shape)
+    natural = s.natural[i] * (1.0 - math.exp(-(day - s.episode_start[i]) / p.symptoms_natural_days))
     contact_b = p.symptoms_contact_benefit * K / (K + p.symptoms_contact_half)
+    nonspecific_b = min(0.95, s.resp_ns[i] * (1.0 - (1.0 - contact_b) * (1.0 - p.placebo_benefit * X)))
     Ph = P ** p.symptoms_plasticity_hill
-    exercise_b = p.symptoms_plasticity_benefit * Ph / (Ph + p.symptoms_plasticity_half ** p.symptoms_plasticity_hill)
+    exercise_b = min(0.95, s.resp_ex[i] * p.symptoms_plasticity_benefit
+                     * Ph / (Ph + p.symptoms_plasticity_half ** p.symptoms_plasticity_hill))
     efficacy_b = p.symptoms_efficacy_benefit * max(0.0, E - p.efficacy_initial)
-    med_b = x.med_effect[i] * s.med[i]
+    med_b = min(0.95, s.resp_drug[i] * x.med_effect[i] * med)
     overlap = p.symptoms_treatment_overlap
     treatment_b = (1 - overlap) * (exercise_b + med_b - exercise_b * med_b) + overlap * max(exercise_b, med_b)
-    target = s.S0[i] * (1 - natural) * (1 - contact_b) * (1 - efficacy_b) * (1 - treatment_b)
-    event = (p.symptoms_event_size * -math.log1p(-u[U_EVENT_SIZE])) if u[U_EVENT] < p.symptoms_event_rate else 0.0
-    S = clip(S + (target - S) / p.symptoms_relaxation_days + p.symptoms_noise_sd * z + event, 0.0, p.scale_max)
-    for arr, val in ((s.S, S), (s.P, P), (s.V, V), (s.E, E), (s.H, H), (s.F, F), (s.D, D), (s.M, M), (s.K, K)):
+    target = S0 * (1 - natural) * (1 - nonspecific_b) * (1 - efficacy_b) * (1 - treatment_b)
+    if remitted or day >= s.episode_end[i]:
+        target = min(target, p.episode_well_fraction * S0)
+    noise = p.symptoms_noise_sd * math.sqrt(S / 10.0) * z
+    S = clip(S + (target - S) / p.symptoms_relaxation_days + noise + event, 0.0, SEVERITY_TOP)
+    s.below[i] = s.below[i] + 1.0 if S <= p.episode_remission_level else 0.0
+    remitted = remitted or s.below[i] >= p.episode_confirm_days
+    for arr, val in ((s.S, S), (s.P, P), (s.V, V), (s.E, E), (s.H, H), (s.F, F), (s.D, D), (s.M, M), (s.K, K),
+                     (s.med, med), (s.X, X)):
         arr[i] = val
+    s.quit[i], s.own[i], s.enrolled[i], s.remitted[i] = quit, own, enrolled, remitted
     s.acted[i] = acted
     s.minutes_done[i] = minutes if acted else 0.0

@@ -13,9 +13,10 @@ import mesa
 import numpy as np
 
 from sim import parameters as model_parameters
+from sim import scales
 from sim.model import dynamics, population
 from sim.model.programme import NO_SUPPORT, ArmPlan, form_groups
-from sim.scenario import LoadedScenario, load
+from sim.scenario import LoadedScenario, follow_up_of, load
 from sim.vocabulary import HABIT_LEVELS
 
 HABIT_FORMED = 0.2  # a plateau below this is "no habit formed" (no day to reach it)
@@ -75,31 +76,37 @@ class AdherenceModel(mesa.Model):
             raise ValueError(f"arm {self.arm!r} is not in scenario {sc.name!r}; arms: {', '.join(sc.arms)}")
         values = model_parameters.resolve({**sc.parameters, **(parameters or {}), **dotted})
         self.parameters = values
-        self.coef = dynamics.Coefficients(values, sc.outcomes.scale_max)
+        self.coef = dynamics.Coefficients(values)
         if cohort is None:
-            cohort = population.draw(sc.population, sc.outcomes, values["habit.rate"],
-                                     values["habit.rate_spread"], self.rng)
+            cohort = population.draw(sc.population, sc.outcomes, values, self.rng)
         self.cohort, self.n = cohort, cohort.n
         spec = sc.arms[self.arm]
-        self.plan = ArmPlan(self.loaded.arms[self.arm], spec.assign, spec.stage2, cohort.traits, sc.weeks,
-                            values["medication.effect"])
+        self.plan = ArmPlan(self.loaded.arms[self.arm], spec.assign, spec.stage2, cohort.measured, sc.weeks,
+                            values["medication.effect"], cohort.assign_u, follow_up_of(sc, self.arm),
+                            sc.follow_up_weeks)
         self.partner = np.full(self.n, -1)
         self.group = np.full(self.n, -1)
         self._next_group = form_groups(self.plan.sup_kind > NO_SUPPORT, self.plan.sup_kind, self.plan.class_size,
                                        cohort.order, self.partner, self.group, 0)
-        self.state = dynamics.State.initial(cohort.traits, cohort.habit_rate, cohort.course, self.coef)
+        self.state = dynamics.State.initial(cohort, self.coef)
         self.reference = reference
         self.days, self.programme_days = sc.days, 7 * sc.weeks
         weeks = sc.weeks + sc.follow_up_weeks
-        self.severity_weekly = np.empty((self.n, weeks + 1))
-        self.severity_weekly[:, 0] = self.state.S
+        out = sc.outcomes
+        self.scale = out.scale
+        self.severity_weekly = np.empty((self.n, weeks + 1))  # true severity, scale points
+        self.severity_weekly[:, 0] = cohort.traits["baseline_severity"]
         self.minutes_weekly = np.zeros((self.n, weeks))
+        self.sessions_weekly = np.zeros((self.n, weeks), dtype=np.int16)
+        self.assessment_weeks = out.assessments(weeks)
+        self._assessment_index = {w: k for k, w in enumerate(self.assessment_weeks)}
+        self.assessed = np.full((self.n, len(self.assessment_weeks)), np.nan)  # what the trial saw, scale points
+        self.assessed[:, 0] = np.round(cohort.measured["baseline_severity"])
         self.planned_count = np.zeros(self.n, dtype=int)  # prescribed programme sessions (ITT: dropouts too)
         self.done_count = np.zeros(self.n, dtype=int)
         self.end_of_programme: dynamics.State | None = None
         self.habit_history = np.zeros((self.days, self.n), dtype=np.float32)  # H after each day
-        out = sc.outcomes
-        self._response_factor, self._remission_at = 1.0 - out.response_reduction, out.remission_threshold
+        self._response_factor, self._remission_at = 1.0 - out.response_reduction, out.remission_at
         self.daily = np.empty((self.days + 1, 7))  # row 0 = baseline; columns as records.DAILY_COLUMNS
         self._record_day(0)
         Participant.create_agents(self, self.n, row=np.arange(self.n))
@@ -119,7 +126,11 @@ class AdherenceModel(mesa.Model):
         """One day: stage-2 decisions, the design's inputs, one update of every participant, records."""
         day = self.steps - 1  # Mesa has already counted this step
         st, plan = self.state, self.plan
-        aug = plan.stage2_rows(day, st.S, st.S0)
+        if day == self.programme_days:
+            plan.start_follow_up()
+        aug = None
+        if plan.stage2 is not None and day == 7 * plan.stage2.week:  # decided on what an assessment shows
+            aug = plan.stage2_rows(day, self.assess(plan.stage2.week), self.assessed[:, 0])
         if aug is not None:
             aug &= st.enrolled
             plan.augmented |= aug
@@ -137,24 +148,37 @@ class AdherenceModel(mesa.Model):
             dynamics.daily_update(st, x, social, plan.sup_kind, day, u, z, self.coef)
         week = day // 7
         self.minutes_weekly[:, week] += st.minutes_done
+        self.sessions_weekly[:, week] += st.acted
         if day < self.programme_days:
             self.planned_count += x.planned
-            self.done_count += st.acted
+            self.done_count += st.acted & x.planned
         self.habit_history[day] = st.H
         if day == self.programme_days - 1:
             self.end_of_programme = st.copy()
         if day % 7 == 6:
-            self.severity_weekly[:, week + 1] = st.S
+            self.severity_weekly[:, week + 1] = scales.from_internal(self.scale, st.S)
+            if week + 1 in self._assessment_index:
+                k = self._assessment_index[week + 1]
+                self.assessed[:, k] = np.where(st.enrolled, self.assess(week + 1), np.nan)
         self._record_day(day + 1)
         self.datacollector.collect(self)
         if self.steps >= self.days:
             self.running = False
 
+    def assess(self, week: int) -> np.ndarray:
+        """What a rater scores for everyone at the end of `week` (now): true severity plus rater error, in
+        whole scale points. The errors come from their own stream, the same in every arm."""
+        err = np.random.default_rng([self.cohort.rater_seed, week]).standard_normal(self.n)
+        seen = np.clip(self.state.S + self.coef.measurement_rater_sd * err, 0.0, dynamics.SEVERITY_TOP)
+        return np.round(scales.from_internal(self.scale, seen))
+
     def _record_day(self, row: int) -> None:
         st = self.state
-        self.daily[row] = (st.S.mean(), st.S.std(ddof=1), st.enrolled.mean(), st.acted.mean(),
-                           st.minutes_done.mean(), np.mean(st.S <= self._response_factor * st.S0),
-                           np.mean(st.S <= self._remission_at))
+        S = scales.from_internal(self.scale, st.S)
+        S0 = self.cohort.traits["baseline_severity"]
+        self.daily[row] = (S.mean(), S.std(ddof=1), st.enrolled.mean(), st.acted.mean(),
+                           st.minutes_done.mean(), np.mean(S <= self._response_factor * S0),
+                           np.mean(S <= self._remission_at))
 
     def days_to_habit(self) -> np.ndarray:
         """Per person and level: first day habit reached that share of its own plateau (the highest

@@ -26,7 +26,8 @@ _INF = 10**9
 class DayInputs:
     """What the design provides to each participant on one day (all arrays of length n)."""
 
-    planned: np.ndarray  # bool: a session is scheduled (programme or own plan)
+    planned: np.ndarray  # bool: a session of the prescription is scheduled today
+    prescribed: np.ndarray  # bool: the person has a prescription (a plan, kept in follow-up)
     minutes: np.ndarray
     intensity: np.ndarray
     support: np.ndarray  # arranged external support level 0..1 (before the partner/class shows up)
@@ -34,19 +35,24 @@ class DayInputs:
     cue: np.ndarray  # external reward per completed session
     skill_target: np.ndarray  # self-management skill being trained (0 when not in training)
     skill_rate: np.ndarray  # per-day gain toward it
-    medication: np.ndarray  # bool: a pill is prescribed today
+    medication: np.ndarray  # bool: a drug is prescribed today
     med_adherence: np.ndarray
     med_effect: np.ndarray
+    placebo: np.ndarray  # bool: a placebo pill is prescribed today
+    placebo_adherence: np.ndarray
     contact: np.ndarray  # professional contacts today (may be fractional)
+    in_programme: bool  # the day falls in the programme (not follow-up)
 
 
 class ArmPlan:
     """Per-person component settings of one arm and the day-by-day inputs they give."""
 
-    def __init__(self, arm: Components, assign: list, stage2: Stage2 | None, traits: dict[str, np.ndarray],
-                 weeks: int, medication_effect: float):
-        n = len(next(iter(traits.values())))
+    def __init__(self, arm: Components, assign: list, stage2: Stage2 | None, measured: dict[str, np.ndarray],
+                 weeks: int, medication_effect: float, assign_u: np.ndarray | None = None,
+                 follow_up: Components | None = None, follow_up_weeks: int = 0):
+        n = len(next(iter(measured.values())))
         self.n, self.programme_days, self.stage2 = n, 7 * weeks, stage2
+        self.follow_up, self.end_day = follow_up, 7 * (weeks + follow_up_weeks)
         self.default_med_effect = medication_effect
         f = lambda v=0.0: np.full(n, v, dtype=float)  # noqa: E731
         self.rx_spw, self.rx_min, self.rx_int = np.zeros(n, dtype=int), f(), f()
@@ -56,18 +62,29 @@ class ArmPlan:
         self.class_size = np.full(n, 8, dtype=int)
         self.prime, self.prime_days, self.prime_from = f(), f(), f()
         self.cue, self.cue_streak, self.cue_days, self.cue_fade, self.cue_from = f(), f(), f(), f(), f()
-        self.sm_skill, self.sm_days, self.sm_from = f(), f(1), f()
+        self.sm_skill, self.sm_days, self.sm_from, self.sm_until = f(), f(1), f(), f()
         self.med_on = np.zeros(n, dtype=bool)
-        self.med_effect, self.med_adh, self.med_from = f(), f(), f()
-        self.med_continue = np.zeros(n, dtype=bool)
+        self.med_effect, self.med_adh, self.med_from, self.med_until = f(), f(), f(), f()
+        self.pl_on = np.zeros(n, dtype=bool)
+        self.pl_adh, self.pl_from, self.pl_until = f(), f(), f()
         self.contact_rate, self.contact_days, self.contact_from = f(), f(), f()
         self.augmented = np.zeros(n, dtype=bool)
         self.apply(arm, np.ones(n, dtype=bool), start_day=0)
+        u = np.zeros(n) if assign_u is None else assign_u
         for rule in assign:
-            self.apply(rule.add, matches(rule.when, traits), start_day=0)
+            rows = matches(rule.when, measured) & (u < (1.0 if rule.share is None else rule.share))
+            self.apply(rule.add, rows, start_day=0)
 
     def _window(self, weeks: int | None, start_day: int) -> int:
-        return 7 * weeks if weeks is not None else self.programme_days - start_day
+        """Days a component lasts from start_day: its weeks, cut at the end of its phase (programme or
+        follow-up)."""
+        end = self.programme_days if start_day < self.programme_days else self.end_day
+        return min(7 * weeks, end - start_day) if weeks is not None else end - start_day
+
+    def start_follow_up(self) -> None:
+        """The day the programme ends: the arm's follow-up components start for everyone."""
+        if self.follow_up is not None:
+            self.apply(self.follow_up, np.ones(self.n, dtype=bool), start_day=self.programme_days)
 
     def apply(self, c: Components, rows: np.ndarray, start_day: int) -> None:
         """Give the components set in c to the participants in rows, starting at start_day."""
@@ -95,11 +112,17 @@ class ArmPlan:
         if c.self_management is not None:
             m = c.self_management
             self.sm_skill[rows], self.sm_days[rows], self.sm_from[rows] = m.skill, 7 * m.weeks, start_day
+            self.sm_until[rows] = start_day + self._window(m.weeks, start_day)
         if c.medication is not None:
             m = c.medication
-            self.med_on[rows], self.med_adh[rows], self.med_continue[rows] = True, m.adherence, m.continue_after
+            self.med_on[rows], self.med_adh[rows] = True, m.adherence
             self.med_effect[rows] = self.default_med_effect if m.effect is None else m.effect
             self.med_from[rows] = start_day
+            self.med_until[rows] = _INF if m.continue_after or start_day >= self.programme_days else self.programme_days
+        if c.placebo is not None:
+            m = c.placebo
+            self.pl_on[rows], self.pl_adh[rows], self.pl_from[rows] = True, m.adherence, start_day
+            self.pl_until[rows] = _INF if m.continue_after or start_day >= self.programme_days else self.programme_days
         if c.contact is not None:
             self.contact_rate[rows], self.contact_from[rows] = c.contact.sessions_per_week, start_day
             self.contact_days[rows] = self._window(c.contact.weeks, start_day)
@@ -114,8 +137,8 @@ class ArmPlan:
     def inputs(self, day: int, streak: np.ndarray, enrolled: np.ndarray) -> DayInputs:
         """The design's inputs to every participant on this day (0-based).
 
-        Those who dropped out get no programme services (support, contact, skills training); a
-        medication prescription is separate from the exercise programme and continues.
+        Those who left the trial get no study services (support, contact, skills training, study pills);
+        each component's window ends with its phase (programme or follow-up).
         """
         in_prog = day < self.programme_days
         planned = PATTERN[self.rx_spw, day % 7]
@@ -126,18 +149,19 @@ class ArmPlan:
         intensity = np.where(titrating, start_int + (self.rx_int - start_int) * frac, self.rx_int)
         if not in_prog:  # follow-up: each person keeps the full prescription as their own plan
             minutes, intensity = self.rx_min, self.rx_int
-        support = self.sup_level * _faded(day, self.sup_from, self.sup_days, self.sup_fade) * in_prog * enrolled
-        priming = self.prime * _active(day, self.prime_from, self.prime_days) * in_prog
-        cue = self.cue * _faded(day, self.cue_from, self.cue_days, self.cue_fade) * in_prog
+        support = self.sup_level * _faded(day, self.sup_from, self.sup_days, self.sup_fade) * enrolled
+        priming = self.prime * _active(day, self.prime_from, self.prime_days)
+        cue = self.cue * _faded(day, self.cue_from, self.cue_days, self.cue_fade)
         cue = cue * (1.0 + self.cue_streak * np.minimum(streak, 7) / 7.0)
-        training = _active(day, self.sm_from, self.sm_days) & in_prog & enrolled
-        med = self.med_on & (in_prog | self.med_continue) & (day >= self.med_from)
-        contact = self.contact_rate / 7.0 * _active(day, self.contact_from, self.contact_days) * in_prog * enrolled
-        return DayInputs(planned=planned, minutes=minutes, intensity=intensity, support=support,
+        training = (day >= self.sm_from) & (day < self.sm_until) & enrolled
+        med = self.med_on & (day >= self.med_from) & (day < self.med_until) & enrolled
+        placebo = self.pl_on & (day >= self.pl_from) & (day < self.pl_until) & enrolled
+        contact = self.contact_rate / 7.0 * _active(day, self.contact_from, self.contact_days) * enrolled
+        return DayInputs(planned=planned, prescribed=self.rx_spw > 0, minutes=minutes, intensity=intensity, support=support,
                          priming=priming, cue=cue, skill_target=np.where(training, self.sm_skill, 0.0),
                          skill_rate=np.where(training, self.sm_skill / np.maximum(self.sm_days, 1), 0.0),
                          medication=med, med_adherence=self.med_adh, med_effect=self.med_effect,
-                         contact=contact)
+                         placebo=placebo, placebo_adherence=self.pl_adh, contact=contact, in_programme=in_prog)
 
 
 def _active(day: int, start: np.ndarray, length: np.ndarray) -> np.ndarray:
@@ -152,7 +176,7 @@ def _faded(day: int, start: np.ndarray, length: np.ndarray, fade: np.ndarray) ->
 
 
 def matches(when: dict[str, TraitRange], traits: dict[str, np.ndarray]) -> np.ndarray:
-    """Rows whose baseline traits fall in every range of an assignment rule."""
+    """Rows whose (measured) baseline traits fall in every range of an assignment rule."""
     rows = np.ones(len(next(iter(traits.values()))), dtype=bool)
     for trait, rng in when.items():
         if rng.below is not None:

@@ -30,8 +30,9 @@ def git_state() -> tuple[str, bool]:
         return "unknown", False
 
 
-MODEL_MODULES = ("parameters.py", "scenario.py", "vocabulary.py", "model/population.py", "model/programme.py",
-                 "model/dynamics.py", "model/model.py", "runs/records.py", "runs/runner.py")
+MODEL_MODULES = ("parameters.py", "scenario.py", "schema.py", "components.py", "population_spec.py", "scales.py",
+                 "vocabulary.py", "model/population.py", "model/programme.py", "model/dynamics.py", "model/model.py",
+                 "runs/records.py", "runs/runner.py")
 
 
 @functools.cache

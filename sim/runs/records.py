@@ -1,4 +1,5 @@
-"""Records of a finished run as pandas frames: arm-level days, participant endpoints, weekly panel."""
+"""Records of a finished run as pandas frames: arm-level days, participant endpoints, the trial's
+assessments and the weekly panel."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import numpy as np
 import pandas as pd
 
 from sim.model.model import AdherenceModel
-from sim.vocabulary import HABIT_LEVELS
+from sim.vocabulary import HABIT_LEVELS, TRAITS
 
 HABIT_COLUMNS = tuple(f"days_to_habit_{round(100 * level)}" for level in HABIT_LEVELS)
+# each baseline trait as the trial measured it (with the measure's reliability), next to its true value
+MEASURED_COLUMNS = tuple(f"measured_{t}" for t in TRAITS)
 
 # Arm-level aggregates per day (day 0 = baseline); severity_sd has ddof=1. Response and remission
 # use the scenario's outcome definitions, so effect sizes and rates at any week need no panel.
@@ -29,12 +32,17 @@ class RunRecords:
     daily: pd.DataFrame
     participants: pd.DataFrame
     weekly: pd.DataFrame | None  # the per-participant weekly panel, when asked for
+    assessments: pd.DataFrame  # pid, week, score: the trial's assessments (rows only where one was made)
     wall_seconds: float = 0.0
 
 
 def from_model(model: AdherenceModel, replicate: int, seed: str, wall_seconds: float = 0.0,
                panel: bool = True) -> RunRecords:
-    """Turn a finished model into records (with the weekly panel if `panel`)."""
+    """Turn a finished model into records (with the weekly panel if `panel`).
+
+    The assessments are always recorded: one row per participant and scheduled week at which the trial
+    assessed them (score on the scenario's scale, rater error included); a participant who left the trial
+    has no rows after it."""
     sc = model.loaded.scenario
     daily = pd.DataFrame(model.daily, columns=list(DAILY_COLUMNS))
     daily.insert(0, "day", np.arange(model.days + 1))
@@ -49,6 +57,7 @@ def from_model(model: AdherenceModel, replicate: int, seed: str, wall_seconds: f
         "pid": np.arange(model.n),
         "subgroup": model.cohort.subgroup.astype(str),
         **{k: v for k, v in model.cohort.traits.items()},
+        **{f"measured_{t}": model.cohort.measured[t] for t in TRAITS},
         "habit_rate": model.cohort.habit_rate,
         "augmented": model.plan.augmented,
         "dropout_day": dropout_day,
@@ -74,6 +83,18 @@ def from_model(model: AdherenceModel, replicate: int, seed: str, wall_seconds: f
             "week": np.tile(np.arange(weeks), n),
             "severity": model.severity_weekly.ravel(),
             "minutes": np.column_stack([np.zeros(n), minutes]).ravel(),
+            "sessions": np.column_stack([np.zeros(n, int), model.sessions_weekly]).ravel().astype(int),
         })
     return RunRecords(scenario=sc.name, arm=model.arm, replicate=replicate, seed=seed, daily=daily,
-                      participants=parts, weekly=weekly, wall_seconds=wall_seconds)
+                      participants=parts, weekly=weekly, assessments=assessments_frame(model),
+                      wall_seconds=wall_seconds)
+
+
+def assessments_frame(model: AdherenceModel) -> pd.DataFrame:
+    """The trial's assessments as rows (pid, week, score), participants in order, weeks ascending; a
+    participant not assessed at a week (gone from the trial) has no row for it."""
+    scores = np.asarray(model.assessed, float)
+    n, k = scores.shape
+    out = pd.DataFrame({"pid": np.repeat(np.arange(n), k), "week": np.tile(np.asarray(model.assessment_weeks, int), n),
+                        "score": scores.ravel()})
+    return out[out.score.notna()].reset_index(drop=True)

@@ -24,7 +24,8 @@ import sqlalchemy as sa
 from sim.runs import provenance
 from sim.runs import store as st
 
-TABLES = {"arm_days": st.arm_days, "participants": st.participants, "participant_weeks": st.participant_weeks}
+TABLES = {"arm_days": st.arm_days, "participants": st.participants, "participant_weeks": st.participant_weeks,
+          "assessments": st.assessments}
 
 
 def _run_query(scenario: str | None, batch: int | None, arm: str | None, status: str | None,
@@ -54,7 +55,8 @@ def runs(db: st.Store, scenario: str | None = None, batch: int | None = None, ar
 
 def table(db: st.Store, name: str, scenario: str | None = None, batch: int | None = None,
           arm: str | None = None, model_hash: str | None = None) -> pd.DataFrame:
-    """One record table ('arm_days', 'participants', 'participant_weeks') for the finished runs selected,
+    """One record table ('arm_days', 'participants', 'participant_weeks', 'assessments') for the finished
+    runs selected,
     with scenario, arm, replicate and seed columns in front."""
     if name not in TABLES:
         raise ValueError(f"table {name!r} is not one of {', '.join(TABLES)}")
@@ -77,6 +79,7 @@ class ScenarioResults:
     daily: pd.DataFrame
     participants: pd.DataFrame
     weekly: pd.DataFrame  # empty unless the runs recorded the participant-weekly panel
+    assessments: pd.DataFrame  # the trial's assessments (arm, replicate, pid, week, score)
 
 
 def scenario_results(db: st.Store, sha256: str, replicates: int | None = None,
@@ -95,7 +98,8 @@ def scenario_results(db: st.Store, sha256: str, replicates: int | None = None,
         name=sc.name, sha256=sha256, text=sc.text, runs=keep(runs(db, sha256, model_hash=model_hash), ()),
         daily=keep(table(db, "arm_days", sha256, model_hash=model_hash)),
         participants=keep(table(db, "participants", sha256, model_hash=model_hash)),
-        weekly=keep(table(db, "participant_weeks", sha256, model_hash=model_hash)))
+        weekly=keep(table(db, "participant_weeks", sha256, model_hash=model_hash)),
+        assessments=keep(table(db, "assessments", sha256, model_hash=model_hash)))
 
 
 def batch_model_hash(db: st.Store, batch_id: int) -> str:
@@ -175,6 +179,7 @@ class SweepResults:
     daily: pd.DataFrame
     participants: pd.DataFrame
     weekly: pd.DataFrame
+    assessments: pd.DataFrame
 
 
 def sweep_results(db: st.Store, sweep_id: int, replicates: int | None = None,
@@ -204,4 +209,4 @@ def sweep_results(db: st.Store, sweep_id: int, replicates: int | None = None,
     with db.engine.connect() as c:
         run_rows = pd.read_sql(sa.select(sel), c)
     return SweepResults(sweep_id, sw.name, sw.design, sw.text, points, run_rows, read(st.arm_days),
-                        read(st.participants), read(st.participant_weeks))
+                        read(st.participants), read(st.participant_weeks), read(st.assessments))

@@ -39,8 +39,7 @@ def build_model(loaded: LoadedScenario, arm: str, replicate: int, reference: boo
     sc = loaded.scenario
     values = parameters.resolve(sc.parameters)
     cohort_rng, days_rng = replicate_streams(sc.seed, replicate)
-    cohort = population.draw(sc.population, sc.outcomes, values["habit.rate"], values["habit.rate_spread"],
-                             cohort_rng)
+    cohort = population.draw(sc.population, sc.outcomes, values, cohort_rng)
     return AdherenceModel(loaded, arm=arm, cohort=cohort, rng=days_rng, reference=reference)
 
 

@@ -28,7 +28,7 @@ from sqlalchemy.exc import (
 )
 
 from sim.runs import provenance
-from sim.runs.records import DAILY_COLUMNS, HABIT_COLUMNS, RunRecords
+from sim.runs.records import DAILY_COLUMNS, HABIT_COLUMNS, MEASURED_COLUMNS, RunRecords
 from sim.scenario import TRAITS, LoadedScenario
 
 DEFAULT_URL = "sqlite:///results/sim.db"
@@ -88,7 +88,7 @@ PARTICIPANT_COLUMNS = (
     *TRAITS, "habit_rate", "dropout_day", "adherence", "minutes_per_week_programme",
     "minutes_per_week_follow_up", "severity_end_programme", "severity_end", "self_efficacy_end_programme",
     "habit_end_programme", "reserve_end_programme", "cognitive_control_end_programme",
-    "reward_sensitivity_end_programme", *HABIT_COLUMNS,
+    "reward_sensitivity_end_programme", *HABIT_COLUMNS, *MEASURED_COLUMNS,
 )
 participants = sa.Table(
     "participants", metadata,
@@ -107,8 +107,16 @@ participant_weeks = sa.Table(
     sa.Column("week", sa.Integer, primary_key=True),
     sa.Column("severity", sa.Float),
     sa.Column("minutes", sa.Float),
+    sa.Column("sessions", sa.Integer),
 )
-CHILD_TABLES = (arm_days, participants, participant_weeks)
+assessments = sa.Table(  # the trial's assessments: a row where one was made (none after leaving the trial)
+    "assessments", metadata,
+    sa.Column("run_id", sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("pid", sa.Integer, primary_key=True),
+    sa.Column("week", sa.Integer, primary_key=True),
+    sa.Column("score", sa.Float),
+)
+CHILD_TABLES = (arm_days, participants, participant_weeks, assessments)
 sweeps = sa.Table(
     "sweeps", metadata,
     sa.Column("id", sa.Integer, primary_key=True),
@@ -336,6 +344,7 @@ class Store:
                     c.execute(t.delete().where(t.c.run_id == run_id))
                 _bulk_insert(c, arm_days, rec.daily, run_id)
                 _bulk_insert(c, participants, rec.participants, run_id)
+                _bulk_insert(c, assessments, rec.assessments, run_id)
                 if panel:
                     _bulk_insert(c, participant_weeks, rec.weekly, run_id)
                 c.execute(runs.update().where(runs.c.id == run_id).values(
