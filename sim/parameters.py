@@ -237,7 +237,7 @@ PARAMETERS: tuple[Param, ...] = (
     _P("medication.washout_days", 30.0, 5.0, 120.0, "days",
        "decay of the drug effect after stopping", "guess; discontinuation"),
     # --- dropout ---
-    _P("dropout.base", 0.188, 0.0, 0.6, "per missed planned session",
+    _P("dropout.base", 0.165, 0.0, 0.6, "per missed planned session",
        "dropout hazard of a single missed planned session at zero self-efficacy", "S16 18% by week 16; calibrated, docs/calibration.md"),
     _P("dropout.efficacy_power", 3.0, 1.0, 6.0, "exponent",
        "hazard grows as (1 - E)^power: dropout ends a loss of confidence, not a random miss",

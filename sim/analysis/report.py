@@ -583,8 +583,10 @@ def _section_html(s: Section, anchor: str) -> str:
                f"<b>{html.escape(sc.reference)}</b>) × {s.replicates} replicate trials × {sc.population.size} "
                f"participants per arm; {sc.weeks} weeks of programme + {sc.follow_up_weeks} weeks of follow-up; "
                f"severity on {html.escape(sc.outcomes.scale)} (remission ≤ {sc.outcomes.remission_at:g}, "
-               f"response = {100 * sc.outcomes.response_reduction:.0f}% reduction; assessed at weeks "
-               f"{', '.join(map(str, sc.outcomes.assessments(sc.weeks + sc.follow_up_weeks)))}). "
+               f"response = {100 * sc.outcomes.response_reduction:.0f}% reduction; assessed "
+               + (f"every week, 0-{sc.weeks + sc.follow_up_weeks}" if sc.outcomes.assessment_weeks is None else
+                  "at weeks " + ", ".join(map(str, sc.outcomes.assessments(sc.weeks + sc.follow_up_weeks))))
+               + "). "
                f"Batch {s.batch['id']}.</p>")
     if s.notes:
         out.append(f"<div class='notes' id='{anchor}-missing'><b>What is missing or partial</b><ul>"
