@@ -156,7 +156,7 @@ PARAMETERS: tuple[Param, ...] = (
        "share of relapse risk removed while an antidepressant works fully",
        "Geddes et al. 2003: 18% vs 41% relapse; calibrated, docs/calibration.md"),
     _P("episode.exercise_protection", 0.4, 0.0, 1.0, "fraction",
-       "share of relapse risk removed at full neuroplastic reserve", "guess; Babyak et al. 2000 (less relapse with continued exercise)"),
+       "share of relapse risk removed at full neuroplastic reserve and habit (their mean counts)", "guess; Babyak et al. 2000 (less relapse with continued exercise)"),
     # --- individual responsiveness (lognormal multipliers, median 1) ---
     _P("response.exercise_spread", 0.743, 0.0, 1.5, "log-sd",
        "between-person spread of the symptom benefit of exercise", "guess; Stone et al. 2022 (wide individual change)"),

@@ -209,11 +209,12 @@ def daily_update(s: State, x: DayInputs, social: np.ndarray, kind: np.ndarray, d
                      np.where(drug, s.med, s.med * (1.0 - 1.0 / p.medication_washout_days)))
     s.X = s.X + ((drug | placebo) - s.X) / p.placebo_build_days
 
-    # life events; in remission one may start a new episode, less so under a working drug or a full reserve
+    # life events; in remission one may start a new episode, less so under a working drug or with the reserve
+    # and habit of exercising (as they stood before the event)
     happened = u[:, U_EVENT] < p.symptoms_event_rate
     event = happened * p.symptoms_event_size * -np.log1p(-u[:, U_EVENT_SIZE])
     risk = (p.episode_relapse_given_event * (1.0 - p.episode_drug_protection * s.med)
-            * (1.0 - p.episode_exercise_protection * s.P))
+            * (1.0 - p.episode_exercise_protection * 0.5 * (s.P + s.H)))  # reserve and the habit of exercising
     relapse = s.remitted & happened & (u[:, U_RELAPSE] < risk)
     s.H = np.where(happened, s.H * (1.0 - p.habit_event_disruption), s.H)  # a life event upsets routines
     # ... and may end an exercise plan, unless a programme carries one through it
@@ -353,21 +354,21 @@ def reference_update(s: State, i: int, x: DayInputs, social: float, kind: int, d
     happened = u[U_EVENT] < p.symptoms_event_rate
     event = p.symptoms_event_size * -math.log1p(-u[U_EVENT_SIZE]) if happened else 0.0
     remitted = bool(s.remitted[i])
-    if happened:
-        H *= 1.0 - p.habit_event_disruption
-        if u[U_QUIT] < p.habit_event_quit:
-            own = False
-            if not x.in_programme and x.prescribed[i]:
-                quit = True
     if remitted and happened:
         risk = (p.episode_relapse_given_event * (1.0 - p.episode_drug_protection * med)
-                * (1.0 - p.episode_exercise_protection * P))
+                * (1.0 - p.episode_exercise_protection * 0.5 * (P + H)))
         if u[U_RELAPSE] < risk:
             remitted = False
             s.below[i] = 0.0
             s.relapses[i] += 1
             s.episode_start[i] = day
             s.episode_end[i] = day + p.episode_scale * (-math.log1p(-u[U_EPISODE])) ** (1.0 / p.course_episode_shape)
+    if happened:
+        H *= 1.0 - p.habit_event_disruption
+        if u[U_QUIT] < p.habit_event_quit:
+            own = False
+            if not x.in_programme and x.prescribed[i]:
+                quit = True
     natural = s.natural[i] * (1.0 - math.exp(-(day - s.episode_start[i]) / p.symptoms_natural_days))
     contact_b = p.symptoms_contact_benefit * K / (K + p.symptoms_contact_half)
     nonspecific_b = min(0.95, s.resp_ns[i] * (1.0 - (1.0 - contact_b) * (1.0 - p.placebo_benefit * X)))
