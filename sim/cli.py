@@ -10,16 +10,15 @@ import shlex
 import sys
 from pathlib import Path
 
-from sim import cli_sweeps
-from sim.analysis import metrics, plots, report, summary, validation
-from sim.runs import batch, provenance, results, runner, store
-from sim.scenario import (
-    MAX_REPLICATES,
-    LoadedScenario,
-    ScenarioError,
-    first_repeat,
-    load,
-)
+from sim import cli_defaults as defaults
+from sim.cli_defaults import MAX_REPLICATES
+from sim.lazy import lazy
+
+cli_sweeps = lazy("sim.cli_sweeps")
+metrics, plots, report = lazy("sim.analysis.metrics"), lazy("sim.analysis.plots"), lazy("sim.analysis.report")
+summary, validation = lazy("sim.analysis.summary"), lazy("sim.analysis.validation")
+batch, provenance, results = lazy("sim.runs.batch"), lazy("sim.runs.provenance"), lazy("sim.runs.results")
+runner, store, scenario = lazy("sim.runs.runner"), lazy("sim.runs.store"), lazy("sim.scenario")
 
 EXIT_BAD_INPUT = 2
 
@@ -55,23 +54,30 @@ def _scheduler(text: str) -> str:
     return text
 
 
+class _Version(argparse.Action):
+    """--version: the code version is looked up (git) only when asked for."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.exit(message=f"sim {provenance.code_version()}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with all subcommands."""
     parser = argparse.ArgumentParser(prog="sim", description="Virtual trials of exercise adherence in depression.")
-    parser.add_argument("--version", action="version", version=f"sim {provenance.code_version()}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="show the code version and exit")
     sub = parser.add_subparsers(dest="command", required=True)
-    db_help = f"SQLAlchemy URL of the results store (default $SIM_DB_URL, else {store.DEFAULT_URL})"
+    db_help = f"SQLAlchemy URL of the results store (default $SIM_DB_URL, else {defaults.DEFAULT_URL})"
 
     run = sub.add_parser("run", help="run scenarios' arms x replicates, store, summarise and plot")
     run.add_argument("scenarios", nargs="+", type=Path, help="scenario YAML files")
     run.add_argument("--replicates", type=_replicates, help="replicate trials per arm (default: the scenario's)")
     run.add_argument("--jobs", type=_positive, default=1, help="parallel workers (default 1)")
-    run.add_argument("--executor", choices=runner.EXECUTORS, default="processes",
+    run.add_argument("--executor", choices=defaults.EXECUTORS, default="processes",
                      help="where runs execute: in this process, local processes (default), or Dask distributed")
     run.add_argument("--scheduler", type=_scheduler,
                      help="address of an existing Dask scheduler, e.g. tcp://10.0.0.5:8786 (implies --executor dask)")
     run.add_argument("--db", help=db_help)
-    run.add_argument("--record", choices=store.RECORD_OPTIONS, action="append", default=[],
+    run.add_argument("--record", choices=defaults.RECORD_OPTIONS, action="append", default=[],
                      help="also store the per-participant weekly panel (severity and minutes every week)")
     run.add_argument("--figures", type=Path, default=Path("results/figures"), help="folder for figures")
     run.add_argument("--allow-changed", action="store_true",
@@ -81,11 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
                           "their declared ranges) and show intervals with and without parameter uncertainty")
 
     val = sub.add_parser("validate", help="check the model against published findings (a targets file)")
-    val.add_argument("--targets", type=Path, default=validation.DEFAULT_TARGETS, help="targets file "
-                     f"(default {validation.DEFAULT_TARGETS})")
+    val.add_argument("--targets", type=Path, default=defaults.DEFAULT_TARGETS, help="targets file "
+                     f"(default {defaults.DEFAULT_TARGETS})")
     val.add_argument("--replicates", type=_replicates, help="replicates per scenario (default: per target/scenario)")
     val.add_argument("--jobs", type=_positive, default=1, help="parallel workers (default 1)")
-    val.add_argument("--executor", choices=runner.EXECUTORS, default="processes")
+    val.add_argument("--executor", choices=defaults.EXECUTORS, default="processes",
+                     help="where runs execute: in this process, local processes (default), or Dask distributed")
     val.add_argument("--db", help=db_help)
     val.add_argument("--out", type=Path, help="markdown table to write, with a .json next to it (default "
                      "results/validation.md for the project's targets, results/validation_<targets file>.md otherwise)")
@@ -107,11 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--sweep", type=_positive, help="report this sweep (id, as `sim sweep` prints it) instead of "
                      "batches or scenarios")
     rep.add_argument("--reference", help="arm to compare the others with (default: each scenario's reference arm)")
-    rep.add_argument("--out", type=Path, help=f"HTML file to write (default {report.DEFAULT_OUT}, "
+    rep.add_argument("--out", type=Path, help=f"HTML file to write (default {defaults.REPORT_OUT}, "
                                               "unless only --figures is given)")
     rep.add_argument("--figures", type=Path, help="also save every figure as PNG and SVG into this folder")
     rep.add_argument("--validation", type=Path,
-                     help=f"`sim validate` result to include (default {report.DEFAULT_VALIDATION}; skipped if absent)")
+                     help=f"`sim validate` result to include (default {defaults.VALIDATION_OUT}; skipped if absent)")
     cli_sweeps.add_parsers(sub, db_help, _positive, _replicates, _scheduler)
     return parser
 
@@ -125,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             return run(args, BadInput, _command())
         return {"run": cmd_run, "validate": cmd_validate, "export": cmd_export,
                 "report": cmd_report}[args.command](args)
-    except (BadInput, ScenarioError, store.StoreError) as e:
+    except (BadInput, scenario.ScenarioError, store.StoreError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except metrics.MetricError as e:  # a metric that cannot be computed from what was stored
@@ -150,7 +157,7 @@ def _writable_folder(folder: Path, option: str) -> None:
         raise BadInput(f"{option} {folder}: this folder is not writable")
 
 
-def _panel_checks(loaded: list[LoadedScenario], record: bool) -> None:
+def _panel_checks(loaded: list[scenario.LoadedScenario], record: bool) -> None:
     """BadInput for a scenario check whose metric needs the weekly panel when it is not being recorded."""
     for ls in loaded:
         for i, c in enumerate(ls.scenario.checks):
@@ -161,8 +168,8 @@ def _panel_checks(loaded: list[LoadedScenario], record: bool) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """`sim run`: every scenario, the database and the output folder are checked before anything runs."""
-    loaded = [load(p) for p in args.scenarios]
-    if (dup := first_repeat([ls.scenario.name for ls in loaded])) is not None:
+    loaded = [scenario.load(p) for p in args.scenarios]
+    if (dup := scenario.first_repeat([ls.scenario.name for ls in loaded])) is not None:
         raise BadInput(f"two scenario files share the name {dup!r}; names must be unique within one run")
     _panel_checks(loaded, bool(args.record))
     _writable_folder(args.figures, "--figures")
@@ -190,7 +197,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def _run_one(ls: LoadedScenario, db: store.Store, ex, args, kind: str, command: str) -> int:
+def _run_one(ls: scenario.LoadedScenario, db: store.Store, ex, args, kind: str, command: str) -> int:
     sc = ls.scenario
     reps = args.replicates or sc.replicates
     print(f"\n== {sc.name} ({ls.path}): {len(sc.arms)} arms x {reps} replicates x {sc.population.size} "

@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import yaml
+from sim.cli_defaults import EXECUTORS
+from sim.lazy import lazy
+from sim.vocabulary import TRAITS
 
-from sim import parameters, sweep_spec
-from sim.runs import results, runner, store
-from sim.runs.sweep import run_sweep
-from sim.scenario import LoadedScenario, ScenarioError
+yaml = lazy("yaml")
+parameters, sweep_spec = lazy("sim.parameters"), lazy("sim.sweep_spec")
+results, runner, store, sweep = lazy("sim.runs.results"), lazy("sim.runs.runner"), lazy("sim.runs.store"), lazy("sim.runs.sweep")
+scenario = lazy("sim.scenario")
 
 
 def _sizes(text: str) -> list[int]:
@@ -56,8 +58,7 @@ def add_parsers(sub, db_help: str, positive, replicates, scheduler) -> None:
     pw.add_argument("--replicates", type=replicates, default=200,
                     help="replicate trials per size (default 200; fewer than 100 gives wide Monte Carlo intervals)")
     pw.add_argument("--target", type=_fraction, default=0.8, help="power to reach (default 0.8)")
-    pw.add_argument("--moderator", choices=("reward_sensitivity", "cognitive_control", "baseline_severity",
-                                            "distress_tolerance", "fitness"),
+    pw.add_argument("--moderator", choices=TRAITS,
                     help="also the power to detect that the effect differs between this trait's lowest and "
                          "highest tertile (arm x tertile interaction)")
     _common(pw, db_help, positive, scheduler)
@@ -65,7 +66,7 @@ def add_parsers(sub, db_help: str, positive, replicates, scheduler) -> None:
 
 def _common(p, db_help: str, positive, scheduler) -> None:
     p.add_argument("--jobs", type=positive, default=1, help="parallel workers (default 1)")
-    p.add_argument("--executor", choices=runner.EXECUTORS, default="processes",
+    p.add_argument("--executor", choices=EXECUTORS, default="processes",
                    help="where runs execute: in this process, local processes (default), or Dask distributed")
     p.add_argument("--scheduler", type=scheduler, help="address of an existing Dask scheduler (implies --executor dask)")
     p.add_argument("--db", help=db_help)
@@ -87,7 +88,7 @@ def _execute(sw: sweep_spec.Sweep, args, bad_input, command: str, panel: bool = 
           f" x {reps} replicates x {arms} arms = {n_all * reps * arms} runs {size}", flush=True)
     try:
         with runner.executor(kind, args.jobs, args.scheduler) as ex:
-            out = run_sweep(sw, db, ex, reps, command=command, executor_name=kind, panel=panel, with_base=with_base)
+            out = sweep.run_sweep(sw, db, ex, reps, command=command, executor_name=kind, panel=panel, with_base=with_base)
     except OSError as e:
         raise bad_input(f"executor {kind!r} could not start: {e}") from None
     print(f"sweep {out.sweep_id}: {out.runs - out.skipped} runs now, {out.skipped} already stored, {out.failed} "
@@ -145,7 +146,7 @@ def _report_sweep(sw, db, out, reps, args) -> int:
     return 1 if out.failed else 0
 
 
-def uncertainty_sweep(ls: LoadedScenario, draws: int, replicates: int | None, seed: int = 0) -> sweep_spec.Sweep:
+def uncertainty_sweep(ls: scenario.LoadedScenario, draws: int, replicates: int | None, seed: int = 0) -> sweep_spec.Sweep:
     """The scenario under `draws` Latin-hypercube draws of parameters.UNCERTAIN over their declared ranges,
     with each arm's dropout and change and each effect against the reference, at the end of the programme
     and of follow-up."""
@@ -169,13 +170,13 @@ def uncertainty_sweep(ls: LoadedScenario, draws: int, replicates: int | None, se
     return sweep_spec.check(sweep_spec.SweepFile.model_validate(spec), Path(ls.path), text, ls)
 
 
-def run_parameter_draws(loaded: list[LoadedScenario], args, bad_input, command: str) -> int:
+def run_parameter_draws(loaded: list[scenario.LoadedScenario], args, bad_input, command: str) -> int:
     """`sim run --parameter-draws N`: each scenario as an uncertainty sweep."""
     failed = 0
     for ls in loaded:
         try:
             sw = uncertainty_sweep(ls, args.parameter_draws, args.replicates)
-        except ScenarioError as e:
+        except scenario.ScenarioError as e:
             raise bad_input(f"{ls.path}: --parameter-draws: {e.allowed} ({e.field})") from None
         args.out = None
         _writable(args, bad_input, sw.name)
@@ -197,7 +198,7 @@ def cmd_power(args, bad_input, command: str) -> int:
     reference = args.reference or sc.reference
     try:
         sw = power.power_sweep(ls, args.arm, reference, args.sizes, args.replicates, args.week)
-    except (ValueError, ScenarioError) as e:
+    except (ValueError, scenario.ScenarioError) as e:
         raise bad_input(f"{args.scenario}: {e}") from None
     week = args.week or sc.weeks
     _writable(args, bad_input, sw.name)

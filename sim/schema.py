@@ -15,7 +15,7 @@ from pydantic_core import PydanticCustomError
 TraitName = Literal["reward_sensitivity", "cognitive_control", "baseline_severity", "distress_tolerance",
                     "fitness", "age"]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
-MAX_REPLICATES = 100_000
+from sim.cli_defaults import MAX_REPLICATES  # noqa: E402,F401
 
 
 def first_repeat(items: list) -> Any | None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -276,3 +278,16 @@ def test_batch_results_include_runs_reused_from_an_earlier_batch(tiny, tmp_path,
     pd.testing.assert_frame_equal(second.participants, first.participants)
     with pytest.raises(KeyError, match="batch 9"):
         results.batch_results(db, 9)
+
+
+def test_help_imports_no_heavy_library():
+    """`sim --help` (and every subcommand's help) is built without numpy, pandas, scipy, matplotlib,
+    SQLAlchemy, Mesa or pydantic, so it answers at once."""
+    code = ("import sys, sim.cli\n"
+            "p = sim.cli.build_parser()\n"
+            "heavy = ['numpy', 'pandas', 'scipy', 'matplotlib', 'sqlalchemy', 'mesa', 'pydantic', 'alembic', 'dask']\n"
+            "print(','.join(m for m in heavy if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"imported for --help: {out.stdout.strip()}"
+    helped = subprocess.run([sys.executable, "-m", "sim.cli", "power", "--help"], capture_output=True, text=True)
+    assert helped.returncode == 0 and "--moderator" in helped.stdout

@@ -34,12 +34,10 @@ import yaml
 from matplotlib.figure import Figure
 
 from sim.analysis import metrics, plots
+from sim.cli_defaults import VALIDATION_OUT as DEFAULT_VALIDATION  # noqa: E402
 from sim.runs import provenance, results
 from sim.runs import store as st
 from sim.scenario import Scenario, ScenarioError, parse
-
-DEFAULT_OUT = Path("results/report.html")
-DEFAULT_VALIDATION = Path("results/validation.json")
 
 
 class ReportError(ValueError):

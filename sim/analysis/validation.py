@@ -18,6 +18,7 @@ import pandas as pd
 from pydantic import Field, ValidationError
 
 from sim.analysis import metrics
+from sim.cli_defaults import DEFAULT_TARGETS  # noqa: E402,F401
 from sim.runs import provenance
 from sim.scenario import (
     MAX_REPLICATES,
@@ -33,8 +34,6 @@ from sim.scenario import (
     read_yaml,
 )
 from sim.vocabulary import analysis_of
-
-DEFAULT_TARGETS = Path("scenarios/trials/targets.yaml")
 
 
 class Target(MetricCall):

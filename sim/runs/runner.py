@@ -69,7 +69,7 @@ class _Serial(Executor):
         return f
 
 
-EXECUTORS = ("serial", "processes", "dask")
+from sim.cli_defaults import EXECUTORS  # noqa: E402
 
 T = TypeVar("T")
 

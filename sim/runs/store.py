@@ -27,11 +27,10 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
 )
 
+from sim.cli_defaults import DEFAULT_URL  # noqa: E402
 from sim.runs import provenance
 from sim.runs.records import DAILY_COLUMNS, HABIT_COLUMNS, MEASURED_COLUMNS, RunRecords
 from sim.scenario import TRAITS, LoadedScenario
-
-DEFAULT_URL = "sqlite:///results/sim.db"
 
 metadata = sa.MetaData()
 scenarios = sa.Table(
@@ -137,7 +136,6 @@ sweep_points = sa.Table(
 
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-RECORD_OPTIONS = ("participants-weekly",)
 
 
 URL_FORMS = ("expected sqlite:///relative/path.db, sqlite:////absolute/path.db or "

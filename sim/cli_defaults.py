@@ -1,0 +1,14 @@
+"""Names and defaults the command line shows in its help, declared here so that `sim --help` needs none
+of the heavy modules that use them (each of those imports its value from here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+EXECUTORS = ("serial", "processes", "dask")  # where runs execute (sim.runs.runner)
+DEFAULT_URL = "sqlite:///results/sim.db"  # the results store (sim.runs.store)
+RECORD_OPTIONS = ("participants-weekly",)  # what else a run may store (sim.runs.store)
+DEFAULT_TARGETS = Path("scenarios/trials/targets.yaml")  # sim.analysis.validation
+REPORT_OUT = Path("results/report.html")  # sim.analysis.report
+VALIDATION_OUT = Path("results/validation.json")  # sim.analysis.report
+MAX_REPLICATES = 100_000  # the most replicates a scenario may ask for (sim.schema)
