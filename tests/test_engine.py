@@ -47,9 +47,11 @@ def full_scenario():
 STATE_FIELDS = [f.name for f in fields(dynamics.State)]
 
 
+@pytest.mark.parametrize("engine", ["numba", "numpy"])
 @pytest.mark.parametrize("arm", ["full", "partner", "usual_care"])
-def test_vectorized_update_matches_per_agent_reference(full_scenario, arm):
+def test_vectorized_update_matches_per_agent_reference(full_scenario, arm, engine):
     fast = runner.build_model(full_scenario, arm, 0)
+    fast.engine = engine
     ref = runner.build_model(full_scenario, arm, 0, reference=True)
     assert ref.reference and not fast.reference
     acted = dropped = 0

@@ -10,6 +10,7 @@ from sim.parameters import PARAMETERS
 
 ROOT = Path(__file__).resolve().parent.parent
 DYNAMICS = ROOT / "sim" / "model" / "dynamics.py"
+KERNEL = ROOT / "sim" / "model" / "kernel.py"  # the same equations, compiled
 # Coefficients attributes that are not model parameters but worked out from them: the Weibull scale of
 # episode length (from its median and shape) and the weekday pattern of a self-directed plan.
 NOT_PARAMETERS = {"episode_scale", "own_pattern"}
@@ -33,7 +34,8 @@ def test_equations_use_only_documented_coefficients():
     """Every `p.<group>_<name>` in sim/model/dynamics.py is a parameter of sim.parameters (dotted name)."""
     attribute = {p.name.replace(".", "_"): p.name for p in PARAMETERS}
     assert len(attribute) == len(PARAMETERS), "two parameters map to the same attribute name"
-    used = set(re.findall(r"\bp\.([A-Za-z_][A-Za-z0-9_]*)", DYNAMICS.read_text(encoding="utf-8")))
+    used = set(re.findall(r"\bp\.([A-Za-z_][A-Za-z0-9_]*)",
+                          DYNAMICS.read_text(encoding="utf-8") + KERNEL.read_text(encoding="utf-8")))
     assert len(used) > 20, "the regex no longer finds the coefficients in sim/model/dynamics.py"
     undocumented = sorted(used - attribute.keys() - NOT_PARAMETERS)
     assert not undocumented, (

@@ -19,6 +19,7 @@ from sim.model.programme import NO_SUPPORT, ArmPlan, form_groups
 from sim.scenario import LoadedScenario, follow_up_of, load
 from sim.vocabulary import HABIT_LEVELS
 
+ENGINES = ("numba", "numpy")  # the fused compiled update, or the same equations as numpy array operations
 HABIT_FORMED = 0.2  # a plateau below this is "no habit formed" (no day to reach it)
 
 
@@ -59,6 +60,8 @@ class AdherenceModel(mesa.Model):
     scenario: a LoadedScenario or a path to a scenario file; arm: the arm's name (default the first);
     cohort: pre-drawn baseline traits (so arms of a replicate share people); rng: seed or Generator;
     reference: use the per-agent reference update instead of the vectorized one (slow; for tests);
+    engine: "numba" (the fused compiled update, default) or "numpy" (array operations); both are held equal
+    to the reference by tests;
     parameters: model parameters by dotted name, over the scenario's own overrides. Dotted names also
     work as keyword arguments, so `mesa.batch_run(AdherenceModel, {"plasticity.gain": [0, 0.1]})`
     sweeps a parameter.
@@ -67,8 +70,11 @@ class AdherenceModel(mesa.Model):
     def __init__(self, scenario: LoadedScenario | str | Path = "scenarios/standard_prescription.yaml",
                  arm: str | None = None, cohort: population.Cohort | None = None,
                  rng=None, reference: bool = False, parameters: dict[str, float] | None = None,
-                 **dotted: float):
+                 engine: str = "numba", **dotted: float):
         super().__init__(rng=rng)
+        if engine not in ENGINES:
+            raise ValueError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
+        self.engine = engine
         self.loaded = scenario if isinstance(scenario, LoadedScenario) else load(scenario)
         sc = self.loaded.scenario
         self.arm = arm or next(iter(sc.arms))
@@ -77,6 +83,7 @@ class AdherenceModel(mesa.Model):
         values = model_parameters.resolve({**sc.parameters, **(parameters or {}), **dotted})
         self.parameters = values
         self.coef = dynamics.Coefficients(values)
+        self._packed = None
         if cohort is None:
             cohort = population.draw(sc.population, sc.outcomes, values, self.rng)
         self.cohort, self.n = cohort, cohort.n
@@ -144,6 +151,11 @@ class AdherenceModel(mesa.Model):
         social = dynamics.social_factor(st, plan.sup_kind, self.partner, self.group)
         if self.reference:
             self.agents.do("reference_step", x, social, day, u, z)
+        elif self.engine == "numba":
+            from sim.model import kernel  # compiled on first use (cached on disk)
+
+            self._packed = self._packed or kernel.packed(self.coef)
+            kernel.fused_update(st, x, social, plan.sup_kind, day, u, z, self.coef, self._packed)
         else:
             dynamics.daily_update(st, x, social, plan.sup_kind, day, u, z, self.coef)
         week = day // 7

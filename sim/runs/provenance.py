@@ -31,7 +31,7 @@ def git_state() -> tuple[str, bool]:
 
 
 MODEL_MODULES = ("parameters.py", "scenario.py", "schema.py", "components.py", "population_spec.py", "scales.py",
-                 "vocabulary.py", "model/population.py", "model/programme.py", "model/dynamics.py", "model/model.py",
+                 "vocabulary.py", "model/population.py", "model/programme.py", "model/dynamics.py", "model/kernel.py", "model/model.py",
                  "runs/records.py", "runs/runner.py")
 
 
