@@ -144,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _command() -> str:
-    return shlex.join(["sim", *(sys.argv[1:] if sys.argv and sys.argv[0].endswith("sim") else [])])
+    ours = sys.argv and sys.argv[0].endswith(("sim", "sim/__main__.py", "sim/cli.py"))  # not pytest's argv
+    return shlex.join(["sim", *(sys.argv[1:] if ours else [])])
 
 
 def _writable_folder(folder: Path, option: str) -> None:

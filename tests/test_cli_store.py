@@ -291,3 +291,5 @@ def test_help_imports_no_heavy_library():
     assert out.stdout.strip() == "", f"imported for --help: {out.stdout.strip()}"
     helped = subprocess.run([sys.executable, "-m", "sim.cli", "power", "--help"], capture_output=True, text=True)
     assert helped.returncode == 0 and "--moderator" in helped.stdout
+    as_module = subprocess.run([sys.executable, "-m", "sim", "--help"], capture_output=True, text=True)
+    assert as_module.returncode == 0 and as_module.stdout.startswith("usage: sim")
