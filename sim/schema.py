@@ -12,10 +12,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-TraitName = Literal["reward_sensitivity", "cognitive_control", "baseline_severity", "distress_tolerance",
-                    "fitness", "age"]
+from sim.cli_defaults import MAX_REPLICATES  # noqa: F401 - re-exported
+from sim.vocabulary import TRAITS
+
+TraitName = Literal[TRAITS]  # type: ignore[valid-type]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
-from sim.cli_defaults import MAX_REPLICATES  # noqa: E402,F401
 
 
 def first_repeat(items: list) -> Any | None:

@@ -18,7 +18,7 @@ import pandas as pd
 from pydantic import Field, ValidationError
 
 from sim.analysis import metrics
-from sim.cli_defaults import DEFAULT_TARGETS  # noqa: E402,F401
+from sim.cli_defaults import DEFAULT_TARGETS  # noqa: F401 - re-exported
 from sim.runs import provenance
 from sim.scenario import (
     MAX_REPLICATES,

@@ -46,12 +46,18 @@ def packed(p: Coefficients) -> tuple:
     return _COEF_TYPES[names](*(getattr(p, k) for k in names))
 
 
-def fused_update(s: State, x: DayInputs, social: np.ndarray, kind: np.ndarray, day: int, u: np.ndarray,
-                 z: np.ndarray, p: Coefficients, pk: tuple | None = None) -> None:
-    """Advance every participant by one day, in place, in one compiled pass (pk: `packed(p)`, reused)."""
-    _kernel(day, bool(x.in_programme), bool(p.own_pattern[day % 7]), pk or packed(p),
-            tuple(getattr(s, f) for f in STATE_FIELDS), tuple(getattr(x, f) for f in INPUT_FIELDS),
-            social, kind, u, z)
+class Fused:
+    """The compiled update bound to one model's state arrays and coefficients (gathered once, not daily)."""
+
+    def __init__(self, s: State, p: Coefficients):
+        self.arrays = tuple(getattr(s, f) for f in STATE_FIELDS)
+        self.coef, self.own_pattern = packed(p), p.own_pattern
+
+    def update(self, x: DayInputs, social: np.ndarray, kind: np.ndarray, day: int, u: np.ndarray,
+               z: np.ndarray) -> None:
+        """Advance every participant by one day, in place, in one compiled pass."""
+        _kernel(day, bool(x.in_programme), bool(self.own_pattern[day % 7]), self.coef, self.arrays,
+                tuple(getattr(x, f) for f in INPUT_FIELDS), social, kind, u, z)
 
 
 @njit(cache=True)

@@ -83,7 +83,7 @@ class AdherenceModel(mesa.Model):
         values = model_parameters.resolve({**sc.parameters, **(parameters or {}), **dotted})
         self.parameters = values
         self.coef = dynamics.Coefficients(values)
-        self._packed = None
+        self._fused = None
         if cohort is None:
             cohort = population.draw(sc.population, sc.outcomes, values, self.rng)
         self.cohort, self.n = cohort, cohort.n
@@ -152,10 +152,11 @@ class AdherenceModel(mesa.Model):
         if self.reference:
             self.agents.do("reference_step", x, social, day, u, z)
         elif self.engine == "numba":
-            from sim.model import kernel  # compiled on first use (cached on disk)
+            if self._fused is None:  # compiled on first use (cached on disk); the kernel updates arrays in place
+                from sim.model import kernel
 
-            self._packed = self._packed or kernel.packed(self.coef)
-            kernel.fused_update(st, x, social, plan.sup_kind, day, u, z, self.coef, self._packed)
+                self._fused = kernel.Fused(st, self.coef)
+            self._fused.update(x, social, plan.sup_kind, day, u, z)
         else:
             dynamics.daily_update(st, x, social, plan.sup_kind, day, u, z, self.coef)
         week = day // 7

@@ -11,6 +11,7 @@ from typing import Callable, Iterable, Iterator, TypeVar
 import numpy as np
 
 from sim import parameters
+from sim.cli_defaults import EXECUTORS
 from sim.model import population
 from sim.model.model import AdherenceModel
 from sim.runs import records
@@ -69,7 +70,6 @@ class _Serial(Executor):
         return f
 
 
-from sim.cli_defaults import EXECUTORS  # noqa: E402
 
 T = TypeVar("T")
 

@@ -27,7 +27,7 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
 )
 
-from sim.cli_defaults import DEFAULT_URL  # noqa: E402
+from sim.cli_defaults import DEFAULT_URL
 from sim.runs import provenance
 from sim.runs.records import DAILY_COLUMNS, HABIT_COLUMNS, MEASURED_COLUMNS, RunRecords
 from sim.scenario import TRAITS, LoadedScenario
