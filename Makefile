@@ -32,7 +32,7 @@ help:
 	@echo "make power      power curve over sample sizes (default: partner vs solo exercise, ~2 min)"
 	@echo "make validate   check the model against published trials (scenarios/trials/targets.yaml)"
 	@echo "make calibrate  fit the free parameters to those targets (Optuna; ~10 min on 2 cores)"
-	@echo "make bench      engine and storage benchmarks, reported as ratios"
+	@echo "make bench      speed and memory benchmarks side by side (~5 min), written to results/bench.json"
 	@echo "make clean      remove the venv and generated results"
 
 $(VENV)/.installed: pyproject.toml
@@ -79,4 +79,4 @@ calibrate: venv
 	$(PY) -m sim.analysis.calibration --trials 120 --replicates 12 --jobs 2 --out results/calibration.json
 
 bench: venv
-	$(PY) benchmarks/bench.py
+	$(SIM) bench --out results/bench.json

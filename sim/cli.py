@@ -120,6 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--validation", type=Path,
                      help=f"`sim validate` result to include (default {defaults.VALIDATION_OUT}; skipped if absent)")
     cli_sweeps.add_parsers(sub, db_help, _positive, _replicates, _scheduler)
+    ben = sub.add_parser("bench", help="speed and memory benchmarks (minutes; not tests), written as JSON")
+    ben.add_argument("--out", type=Path, default=Path("results/bench.json"),
+                     help="JSON file to write the figures to (default results/bench.json)")
+    ben.add_argument("--quick", action="store_true",
+                     help="smaller sizes, one repeat: a check that the benchmarks work, not figures to quote")
     return parser
 
 
@@ -131,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             run = cli_sweeps.cmd_sweep if args.command == "sweep" else cli_sweeps.cmd_power
             return run(args, BadInput, _command())
         return {"run": cmd_run, "validate": cmd_validate, "export": cmd_export,
-                "report": cmd_report}[args.command](args)
+                "report": cmd_report, "bench": cmd_bench}[args.command](args)
     except (BadInput, scenario.ScenarioError, store.StoreError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -309,5 +314,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """`sim bench`: measure the speed and memory figures and write them to --out."""
+    from sim import bench
+
+    _writable_folder(args.out.parent, "--out")
+    bench.run(args.out, quick=args.quick)
+    print(f"wrote {args.out}")
+    return 0
+
+
 if __name__ == "__main__":
     sys.exit(main())
+

@@ -90,6 +90,11 @@ def _interp(values, xp: np.ndarray, fp: np.ndarray):
     return out if isinstance(values, np.ndarray) or np.ndim(values) else float(out)
 
 
+def anchors(scale: str) -> tuple[np.ndarray, np.ndarray]:
+    """The conversion's anchors: internal HAM-D-17 points and the matching points on `scale`."""
+    return _ARRAYS[_lookup(scale).name]
+
+
 def to_internal(scale: str, values) -> np.ndarray | float:
     """Scores on `scale` -> internal HAM-D-17 points (a float for a scalar, else an array)."""
     internal, points = _ARRAYS[_lookup(scale).name]

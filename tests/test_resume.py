@@ -144,26 +144,26 @@ def test_dask_batch_survives_a_killed_worker(scen, tmp_path):
     pd.testing.assert_frame_equal(_tables(whole)["participants"], t["participants"], check_dtype=False)
 
 
-def test_in_process_batch_stores_each_run_before_the_next_starts(scen, tmp_path, monkeypatch):
+def test_in_process_batch_stores_each_stack_before_the_next_starts(scen, tmp_path, monkeypatch):
     loaded = scenario.load(scen)
     url = f"sqlite:///{tmp_path / 'serial.db'}"
     db = store.Store(url)
-    real, calls = runner.run_task, []
+    real, sizes = runner.run_pairs, []
 
-    def run_task(loaded, task, panel=False):
-        calls.append(task)
-        # each earlier run must already be in the store when the next one starts
-        assert _done(url) == len(calls) - 1
-        if len(calls) == 4:
-            raise KeyboardInterrupt  # Ctrl-C in the middle of the fourth run
-        return real(loaded, task, panel)
+    def run_pairs(pairs, panel=False):
+        # every run of each earlier stack must already be in the store when the next stack starts
+        assert _done(url) == sum(sizes)
+        sizes.append(len(pairs))
+        if len(sizes) == 3:
+            raise KeyboardInterrupt  # Ctrl-C in the middle of the third stack
+        return real(pairs, panel)
 
-    monkeypatch.setattr(runner, "run_task", run_task)
+    monkeypatch.setattr(runner, "run_pairs", run_pairs)
     with pytest.raises(KeyboardInterrupt), runner.executor("serial") as ex:
-        batch.run_batch(loaded, db, ex, replicates=6, executor_name="serial")
-    assert _done(url) == 3
-    monkeypatch.setattr(runner, "run_task", real)
+        batch.run_batch(loaded, db, ex, replicates=6, executor_name="serial", stack_runs=4)
+    assert sizes == [4, 4, 4] and _done(url) == 8
+    monkeypatch.setattr(runner, "run_pairs", real)
     with runner.executor("serial") as ex:
         out = batch.run_batch(loaded, db, ex, replicates=6, executor_name="serial")
-    assert (out.total, out.skipped, out.failed) == (12, 3, 0)
+    assert (out.total, out.skipped, out.failed) == (12, 8, 0)
     assert _done(url) == 12

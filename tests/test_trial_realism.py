@@ -126,18 +126,19 @@ def test_noisy_trait_measurement_weakens_matching():
 
 # ------------------------------------------------------------------ the vicious cycle
 def test_dropouts_decline_before_they_drop_out():
-    loaded = make_scenario(weeks=16, population={"size": 800}, arms={"exercise": EXERCISE})
+    loaded = make_scenario(weeks=16, population={"size": 2500}, arms={"exercise": EXERCISE})
     m = runner.build_model(loaded, "exercise", 0)
     hist = step_all(m, ("E", "acted"))
     day = m.state.dropout_day
     late = np.flatnonzero(day >= 42)  # dropped out after week 6, so 6 weeks before are in the run
-    assert len(late) > 20
+    assert len(late) > 100
     E_before = np.array([hist["E"][day[i] - 35, i] for i in late])
     E_at = np.array([hist["E"][day[i], i] for i in late])  # after the missed session that ended it
     early = np.array([hist["acted"][day[i] - 42: day[i] - 28, i].sum() for i in late])
     recent = np.array([hist["acted"][day[i] - 14: day[i], i].sum() for i in late])
-    # at the calibrated defaults (seed 12345): self-efficacy 0.50 five weeks before, 0.43 at dropout;
-    # 4.6 sessions a fortnight six to four weeks before, 3.7 in the last fortnight
+    # at the calibrated defaults, 2,500 people (about 180 late dropouts), seeds 1-6: self-efficacy 0.48-0.49
+    # five weeks before, 0.42-0.43 at dropout; 4.1-4.35 sessions a fortnight six to four weeks before,
+    # 3.6-3.8 in the last fortnight (with 800 people the fortnight decline ranged 0.2-0.8: too noisy)
     assert E_at.mean() < E_before.mean() - 0.03, (E_before.mean(), E_at.mean())
     assert recent.mean() < early.mean() - 0.3, (early.mean(), recent.mean())
 

@@ -68,8 +68,8 @@ def with_parameters(loaded: scenario.LoadedScenario, values: dict[str, float]) -
 
 def frames_of(loaded: scenario.LoadedScenario, replicates: int, executor) -> metrics.Frames:
     """Run every arm x replicate in memory and gather the records as metric frames."""
-    todo = runner.tasks(loaded, replicates)
-    recs = list(executor.map(runner.run_task, [loaded] * len(todo), todo))
+    groups = runner.stacks(runner.tasks(loaded, replicates), runner.workers_of(executor))
+    recs = [r for stack in executor.map(runner.run_tasks, [loaded] * len(groups), groups) for r in stack]
     tag = lambda df, r: df.assign(arm=r.arm, replicate=r.replicate)  # noqa: E731
     return metrics.Frames(participants=pd.concat([tag(r.participants, r) for r in recs], ignore_index=True),
                           daily=pd.concat([tag(r.daily, r) for r in recs], ignore_index=True),

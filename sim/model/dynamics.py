@@ -1,7 +1,8 @@
-"""The daily equations of the virtuous cycle, vectorized over participants, and a per-person reference.
+"""The daily equations of the virtuous cycle for one participant (the reference), and the state they act on.
 
-`daily_update` advances every participant by one day at once; `reference_update` applies the same
-equations to one participant with plain floats. Tests hold the two to identical trajectories.
+`reference_update` applies the equations to one participant with plain floats; the compiled kernel
+(sim/model/kernel.py) applies the same equations to every participant of many runs at once, and tests
+hold the two to identical trajectories.
 docs/ODD.md (section "Submodels") writes each equation out. Severity is in internal HAM-D-17 points.
 """
 
@@ -12,11 +13,21 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from sim.model.draws import (  # noqa: F401 - the uses of a participant's daily uniforms, re-exported
+    N_UNIFORMS,
+    U_ACT,
+    U_DROP,
+    U_EPISODE,
+    U_EVENT,
+    U_EVENT_SIZE,
+    U_PILL,
+    U_QUIT,
+    U_RELAPSE,
+    U_STOP,
+    U_UPTAKE,
+)
 from sim.model.programme import CLASS, PATTERN, DayInputs
 
-# Columns of the fixed block of uniforms each participant draws every day (common random numbers).
-U_ACT, U_DROP, U_EVENT, U_EVENT_SIZE, U_PILL, U_STOP, U_UPTAKE, U_RELAPSE, U_EPISODE, U_QUIT = range(10)
-N_UNIFORMS = 10
 SEVERITY_TOP = 52.0  # the internal scale's maximum (HAM-D-17)
 NO_EFFECT_DAYS = 28  # a pill is judged on its effect only after four weeks
 
@@ -69,23 +80,39 @@ class State:
         """Day-0 state of a cohort (a population.Cohort)."""
         t = cohort.traits
         R0, C0, S0 = t["reward_sensitivity"], t["cognitive_control"], cohort.severity0
-        n, z = len(S0), lambda: np.zeros(len(S0))
-        return cls(R0=R0.copy(), C0=C0.copy(), S0=S0.copy(), D0=t["distress_tolerance"].copy(),
-                   F0=t["fitness"].copy(), habit_rate=cohort.habit_rate.copy(),
-                   natural=np.clip(p.symptoms_natural_improvement + p.symptoms_course_spread * cohort.course,
-                                   -0.5, 0.9),
-                   resp_ex=cohort.response["exercise"].copy(), resp_drug=cohort.response["drug"].copy(),
-                   resp_ns=cohort.response["nonspecific"].copy(),
-                   age_gain=np.exp(-p.age_plasticity_decline * (t["age"] - 45.0) / 10.0),
-                   S=S0.copy(), P=z(), V=p.learning_initial_expectancy * R0,
-                   E=np.full(n, p.efficacy_initial), H=z(), F=t["fitness"].copy(), D=t["distress_tolerance"].copy(),
-                   M=z(), K=z(), med=z(), med_start=np.full(n, np.inf), X=z(), pill_days=z(),
-                   enrolled=np.ones(n, dtype=bool), quit=np.zeros(n, dtype=bool), own=np.zeros(n, dtype=bool),
-                   streak=z(), misses=z(), attended_last=np.ones(n, dtype=bool), dropout_day=np.full(n, -1),
-                   remitted=np.zeros(n, dtype=bool), below=z(), relapses=z(), episode_start=z(),
-                   episode_end=cohort.episode_days.copy(), acted=np.zeros(n, dtype=bool), minutes_done=z())
+        # scalars fill a whole field; arrays are copied into the record array (no copy of their own first)
+        return cls.packed(
+            R0=R0, C0=C0, S0=S0, D0=t["distress_tolerance"], F0=t["fitness"], habit_rate=cohort.habit_rate,
+            natural=np.clip(p.symptoms_natural_improvement + p.symptoms_course_spread * cohort.course, -0.5, 0.9),
+            resp_ex=cohort.response["exercise"], resp_drug=cohort.response["drug"],
+            resp_ns=cohort.response["nonspecific"],
+            age_gain=np.exp(-p.age_plasticity_decline * (t["age"] - 45.0) / 10.0),
+            S=S0, P=0.0, V=p.learning_initial_expectancy * R0, E=p.efficacy_initial, H=0.0, F=t["fitness"],
+            D=t["distress_tolerance"], M=0.0, K=0.0, med=0.0, med_start=np.inf, X=0.0, pill_days=0.0,
+            enrolled=True, quit=False, own=False, streak=0.0, misses=0.0, attended_last=True, dropout_day=-1,
+            remitted=False, below=0.0, relapses=0.0, episode_start=0.0, episode_end=cohort.episode_days,
+            acted=False, minutes_done=0.0)
+
+    @classmethod
+    def packed(cls, **arrays: np.ndarray) -> "State":
+        """A state whose arrays are the fields of one record array (`.records`), a participant's state
+        side by side in memory, which is what the compiled update reads fastest at scale."""
+        kinds = {k: np.asarray(v).dtype for k, v in arrays.items()}
+        kinds = {k: np.dtype(np.int64) if d.kind == "i" else d for k, d in kinds.items()}
+        records = np.empty(len(arrays["S"]), dtype=np.dtype(list(kinds.items()), align=True))
+        for k, v in arrays.items():
+            records[k] = v
+        return cls.over(records)
+
+    @classmethod
+    def over(cls, records: np.ndarray) -> "State":
+        """The state whose arrays are views onto the fields of `records`."""
+        state = cls(**{f.name: records[f.name] for f in fields(cls)})
+        state.records = records
+        return state
 
     def copy(self) -> "State":
+        """A snapshot: each array copied."""
         return State(**{f.name: getattr(self, f.name).copy() for f in fields(self)})
 
 
@@ -114,140 +141,6 @@ def social_factor(state: State, kind: np.ndarray, partner: np.ndarray, group: np
         others = np.maximum(size[g] - 1, 1)
         out[in_class] = (total[g] - present[in_class]) / others
     return out
-
-
-def _sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-def daily_update(s: State, x: DayInputs, social: np.ndarray, kind: np.ndarray, day: int,
-                 u: np.ndarray, z: np.ndarray, p: Coefficients) -> None:
-    """Advance every participant by one day, in place."""
-    in_class = kind == CLASS
-    from_rx = x.planned & ~s.quit  # a session of the prescription (programme, or kept as a plan after it)
-    own_day = s.own & p.own_pattern[day % 7] & ~from_rx
-    planned = from_rx | own_day
-    minutes = np.where(from_rx, x.minutes, p.own_minutes)
-    intensity = np.where(from_rx, x.intensity, p.own_intensity)
-    support = from_rx * x.support * np.where(in_class, p.support_class_base + (1 - p.support_class_base) * social,
-                                             social)
-    R = np.clip(s.R0 + p.plasticity_reward_sensitization * s.P, 0.0, 1.0)
-    C = np.clip(s.C0 + p.plasticity_control_gain * s.P + s.M, 0.0, 1.0)
-    C_eff = C + (1.0 - C) * support
-    load = (minutes / p.effort_reference_minutes) * (intensity / p.effort_reference_intensity)
-    effort = load / (p.effort_fitness_offset + s.F)
-    discomfort = np.maximum(0.0, effort - p.effort_tolerance_window * s.D)
-    logit = (p.intention_bias + p.intention_w_expectancy * s.V + p.intention_w_efficacy * s.E
-             + p.intention_w_habit * s.H + p.intention_w_priming * x.priming * from_rx
-             - p.intention_w_severity * s.S / 10.0 - p.intention_w_cost * discomfort)
-    deliberate = _sigmoid(logit) * (p.action_control_floor + (1.0 - p.action_control_floor) * C_eff)
-    p_act = 1.0 - (1.0 - p.action_habit_direct * s.H) * (1.0 - deliberate)
-    acted = planned & (u[:, U_ACT] < p_act)
-    missed = planned & ~acted
-
-    # a completed session: reward, prediction-error learning, mastery (less when helped), habit, exposure
-    lift = p.reward_mood_lift * np.sqrt(np.minimum(1.0, minutes / p.effort_reference_minutes))
-    social_reward = p.reward_social_value * social * (x.support > 0) * from_rx  # only while support is arranged
-    reward = R * lift - p.reward_discomfort_weight * discomfort + x.cue * from_rx + social_reward
-    s.V = np.where(acted, s.V + p.learning_rate * (reward - s.V), s.V)
-    # mastery is credited to oneself less when the session was helped or paid for (support, reward cues)
-    cue = x.cue * from_rx
-    external = np.maximum(support, cue / np.maximum(cue + R * lift, 1e-9))
-    s.E = np.where(acted, s.E + p.efficacy_gain * (1.0 - p.efficacy_attribution * external) * (1.0 - s.E), s.E)
-    s.H = np.where(acted, s.H + s.habit_rate * (1.0 - s.H),
-                   s.H * (1.0 - np.where(missed, p.habit_miss_decay, p.habit_idle_decay)))
-    s.D = np.where(acted, s.D + p.effort_tolerance_growth * (1.0 - s.D), s.D)
-    s.streak = np.where(acted, s.streak + 1, np.where(missed, 0, s.streak))
-
-    # a missed session: confidence falls (more when severe); the lower it is, the likelier giving up
-    loss = np.minimum(1.0, p.efficacy_loss * (1.0 + p.efficacy_severity_amplifier * s.S / 10.0))
-    s.E = np.where(missed, s.E * (1.0 - loss), s.E)
-    s.E = np.clip(s.E, 0.0, 1.0)
-    s.misses = np.where(acted, 0, np.where(missed, s.misses + 1, s.misses))
-    hazard = p.dropout_base * (1.0 + p.dropout_streak * (s.misses - 1)) * (1.0 - s.E) ** p.dropout_efficacy_power
-    give_up = missed & (u[:, U_DROP] < hazard)
-    leave = give_up & from_rx & x.in_programme & s.enrolled  # giving up the programme is leaving the trial
-    s.quit = s.quit | (give_up & from_rx)
-    s.own = s.own & ~(give_up & own_day)
-    s.attended_last = np.where(planned, acted, s.attended_last)
-    # anyone without a plan may start one of their own (more after the programme), the more confident the likelier
-    no_plan = ~(x.prescribed & ~s.quit) & ~s.own
-    rate = (p.own_uptake if x.in_programme else p.own_uptake_follow_up) * s.E / p.efficacy_initial
-    start = no_plan & (u[:, U_UPTAKE] < rate)
-    s.own = s.own | start
-    s.misses = np.where(start, 0, s.misses)
-
-    # dose feeds the neuroplastic reserve (less with age) and fitness; skills and contact accumulate
-    dose = np.where(acted, load, 0.0)
-    s.P = s.P + p.plasticity_gain * s.age_gain * dose * (1.0 - s.P) - p.plasticity_decay * s.P
-    s.F = s.F + p.fitness_gain * dose * (1.0 - s.F) - p.fitness_detraining * (s.F - s.F0)
-    room = np.maximum(0.0, 1.0 + p.self_management_compensation * (0.5 - s.C0) / 0.5)  # most where control is low
-    s.M = np.where(x.skill_target > 0, np.minimum(np.maximum(s.M, x.skill_target * room), s.M + x.skill_rate * room),
-                   s.M * (1.0 - p.self_management_retention))
-    # self-initiated sessions are practice in self-regulation; fully supported ones teach little
-    s.M = np.where(acted, s.M + p.self_regulation_practice_gain * (1.0 - support)
-                   * np.maximum(0.0, p.self_regulation_practice_max - s.M), s.M)
-    contacts = x.contact + (acted & in_class & from_rx) * x.support
-    s.K = s.K + (7.0 * contacts - s.K) / p.symptoms_contact_memory_days
-
-    # study pills: stopping (leaving the trial), the drug's build-up and washout, expectancy
-    pill = x.medication | x.placebo
-    s.pill_days = np.where(pill, s.pill_days + 1, s.pill_days)
-    shortfall = np.clip((s.S / s.S0 - 0.5) / 0.5, 0.0, 1.0) * (s.pill_days > NO_EFFECT_DAYS)
-    stop_h = (p.pill_stop_base * np.exp(-s.pill_days / p.pill_stop_settle_days) + p.pill_stop_no_benefit * shortfall
-              + p.pill_stop_side_effects * x.medication * np.exp(-s.pill_days / 14.0))
-    stop = pill & (u[:, U_STOP] < stop_h)
-    leave = leave | (stop & s.enrolled)
-    s.dropout_day = np.where(leave, day, s.dropout_day)
-    s.enrolled = s.enrolled & ~leave
-    s.quit = s.quit | leave
-    drug = x.medication & ~stop & (u[:, U_PILL] < x.med_adherence)
-    placebo = x.placebo & ~stop & (u[:, U_PILL] < x.placebo_adherence)
-    s.med_start = np.where(drug & np.isinf(s.med_start), day, s.med_start)
-    working = drug & (day - s.med_start >= p.medication_onset_days)
-    s.med = np.where(working, s.med + (1.0 - s.med) / p.medication_build_days,
-                     np.where(drug, s.med, s.med * (1.0 - 1.0 / p.medication_washout_days)))
-    s.X = s.X + ((drug | placebo) - s.X) / p.placebo_build_days
-
-    # life events; in remission one may start a new episode, less so under a working drug or with the reserve
-    # and habit of exercising (as they stood before the event)
-    happened = u[:, U_EVENT] < p.symptoms_event_rate
-    event = happened * p.symptoms_event_size * -np.log1p(-u[:, U_EVENT_SIZE])
-    risk = (p.episode_relapse_given_event * (1.0 - p.episode_drug_protection * s.med)
-            * (1.0 - p.episode_exercise_protection * 0.5 * (s.P + s.H)))  # reserve and the habit of exercising
-    relapse = s.remitted & happened & (u[:, U_RELAPSE] < risk)
-    s.H = np.where(happened, s.H * (1.0 - p.habit_event_disruption), s.H)  # a life event upsets routines
-    # ... and may end an exercise plan, unless a programme carries one through it
-    ends = happened & (u[:, U_QUIT] < p.habit_event_quit)
-    s.quit = s.quit | (ends & (not x.in_programme) & x.prescribed)
-    s.own = s.own & ~ends
-    s.remitted = s.remitted & ~relapse
-    s.below = np.where(relapse, 0.0, s.below)
-    s.relapses = s.relapses + relapse
-    s.episode_start = np.where(relapse, day, s.episode_start)
-    s.episode_end = np.where(relapse, day + p.episode_scale * (-np.log1p(-u[:, U_EPISODE])) ** (1.0 / p.course_episode_shape),
-                             s.episode_end)
-
-    # symptoms relax toward the target that the episode, contact, pills, exercise and medication set
-    natural = s.natural * (1.0 - np.exp(-(day - s.episode_start) / p.symptoms_natural_days))
-    contact_b = p.symptoms_contact_benefit * s.K / (s.K + p.symptoms_contact_half)
-    nonspecific_b = np.minimum(0.95, s.resp_ns * (1.0 - (1.0 - contact_b) * (1.0 - p.placebo_benefit * s.X)))
-    Ph = s.P ** p.symptoms_plasticity_hill
-    exercise_b = np.minimum(0.95, s.resp_ex * p.symptoms_plasticity_benefit
-                            * Ph / (Ph + p.symptoms_plasticity_half ** p.symptoms_plasticity_hill))
-    efficacy_b = p.symptoms_efficacy_benefit * np.maximum(0.0, s.E - p.efficacy_initial)
-    med_b = np.minimum(0.95, s.resp_drug * x.med_effect * s.med)
-    overlap = p.symptoms_treatment_overlap  # exercise and drug partly act through the same pathway
-    treatment_b = (1 - overlap) * (exercise_b + med_b - exercise_b * med_b) + overlap * np.maximum(exercise_b, med_b)
-    target = s.S0 * (1 - natural) * (1 - nonspecific_b) * (1 - efficacy_b) * (1 - treatment_b)
-    well = s.remitted | (day >= s.episode_end)  # remitted, or the episode has run its course
-    target = np.where(well, np.minimum(target, p.episode_well_fraction * s.S0), target)
-    noise = p.symptoms_noise_sd * np.sqrt(s.S / 10.0) * z
-    s.S = np.clip(s.S + (target - s.S) / p.symptoms_relaxation_days + noise + event, 0.0, SEVERITY_TOP)
-    s.below = np.where(s.S <= p.episode_remission_level, s.below + 1, 0.0)
-    s.remitted = s.remitted | (s.below >= p.episode_confirm_days)
-    s.acted = acted
-    s.minutes_done = np.where(acted, minutes, 0.0)
 
 
 def reference_update(s: State, i: int, x: DayInputs, social: float, kind: int, day: int,

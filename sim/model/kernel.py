@@ -1,212 +1,369 @@
-"""The daily update fused into one compiled loop over participants (numba, nopython, cached).
+"""The daily update of many runs fused into one compiled loop (numba, nopython, cached).
 
-The same equations as `dynamics.reference_update`, written once more for the compiler: one pass over
-the people, no temporary arrays. tests/test_engine.py holds it equal to the per-agent reference on every
-state array, every day, in every mechanism.
+`advance` runs days d0..d1-1 of a stack of runs (one run alone is a stack of one): for each day it
+works out everyone's partner and class attendance, then for each participant the design's inputs
+(programme.ArmPlan.inputs), the random numbers (draws), the update (dynamics.reference_update) and
+the records (weekly sums, habit, the arm's daily aggregates). Nothing in a run reads another run's
+rows, so a run gives the same numbers alone or stacked. tests/test_engine.py holds it to the
+per-agent reference on every state array, every day, in every mechanism.
 """
 
 from __future__ import annotations
 
 import math
-from collections import namedtuple
 from dataclasses import fields
 
 import numpy as np
 from numba import njit
 
-from sim.model.dynamics import (
-    NO_EFFECT_DAYS,
-    SEVERITY_TOP,
+from sim.model import draws
+from sim.model.draws import (
     U_ACT,
     U_DROP,
     U_EPISODE,
     U_EVENT,
     U_EVENT_SIZE,
+    U_NORMAL_A,
+    U_NORMAL_B,
     U_PILL,
     U_QUIT,
     U_RELAPSE,
     U_STOP,
     U_UPTAKE,
-    Coefficients,
-    State,
 )
-from sim.model.programme import CLASS, DayInputs
+from sim.model.dynamics import NO_EFFECT_DAYS, SEVERITY_TOP, Coefficients, State
+from sim.model.programme import CLASS, PATTERN, PLAN_COLUMNS
 
-_COEF_TYPES: dict[tuple[str, ...], type] = {}
-INPUT_FIELDS = ("planned", "prescribed", "minutes", "intensity", "support", "priming", "cue", "skill_target",
-                "skill_rate", "medication", "med_adherence", "med_effect", "placebo", "placebo_adherence", "contact")
 STATE_FIELDS = tuple(f.name for f in fields(State))
+(RX_SPW, RX_MIN, RX_INT, TIT_START_MIN, TIT_START_INT, TIT_DAYS, TIT_FROM, SUP_KIND, SUP_LEVEL, SUP_DAYS, SUP_FADE,
+ SUP_FROM, PRIME, PRIME_DAYS, PRIME_FROM, CUE, CUE_STREAK, CUE_DAYS, CUE_FADE, CUE_FROM, SM_SKILL, SM_DAYS, SM_FROM,
+ SM_UNTIL, MED_ON, MED_EFFECT, MED_ADH, MED_FROM, MED_UNTIL, PL_ON, PL_ADH, PL_FROM, PL_UNTIL, CONTACT_RATE,
+ CONTACT_DAYS, CONTACT_FROM) = range(len(PLAN_COLUMNS))
+HABIT_STEPS = 65535.0  # a habit history kept as 16-bit integers holds the running maximum in these steps
 
 
-def packed(p: Coefficients) -> tuple:
-    """The coefficients as a namedtuple of floats, which compiled code reads by attribute."""
-    names = tuple(sorted(k for k, v in vars(p).items() if isinstance(v, float)))
-    if names not in _COEF_TYPES:
-        _COEF_TYPES[names] = namedtuple("Coef", names)
-    return _COEF_TYPES[names](*(getattr(p, k) for k in names))
+def coefficient_dtype(p: Coefficients) -> np.dtype:
+    """The record type of a run's coefficients (every float attribute, by name)."""
+    return np.dtype([(k, np.float64) for k in sorted(k for k, v in vars(p).items() if isinstance(v, float))])
 
 
-class Fused:
-    """The compiled update bound to one model's state arrays and coefficients (gathered once, not daily)."""
+def packed(coefs: list[Coefficients]) -> np.ndarray:
+    """The runs' coefficients as a structured array, one record per run, which compiled code reads by name."""
+    dtype = coefficient_dtype(coefs[0])
+    if any(coefficient_dtype(c) != dtype for c in coefs[1:]):
+        raise ValueError("runs stacked together must have the same parameters (by name)")
+    return np.array([tuple(getattr(c, k) for k in dtype.names) for c in coefs], dtype=dtype)
 
-    def __init__(self, s: State, p: Coefficients):
-        self.arrays = tuple(getattr(s, f) for f in STATE_FIELDS)
-        self.coef, self.own_pattern = packed(p), p.own_pattern
 
-    def update(self, x: DayInputs, social: np.ndarray, kind: np.ndarray, day: int, u: np.ndarray,
-               z: np.ndarray) -> None:
-        """Advance every participant by one day, in place, in one compiled pass."""
-        _kernel(day, bool(x.in_programme), bool(self.own_pattern[day % 7]), self.coef, self.arrays,
-                tuple(getattr(x, f) for f in INPUT_FIELDS), social, kind, u, z)
+@njit(cache=True, inline="always")
+def _active(day, start, length):
+    return day >= start and day < start + length
+
+
+@njit(cache=True, inline="always")
+def _faded(day, start, length, fade):
+    if not _active(day, start, length):
+        return 0.0
+    if fade > 0:
+        return min(1.0, max(0.0, (start + length - day) / max(fade, 1.0)))
+    return 1.0
 
 
 @njit(cache=True)
-def _kernel(day, in_programme, own_today, p, st, xs, social, kind, u, z):  # noqa: C901 - one day, as written
-    (R0, C0, S0_, D0, F0, habit_rate, natural_, resp_ex, resp_drug, resp_ns, age_gain, S_, P_, V_, E_, H_, F_, D_,
-     M_, K_, med_, med_start, X_, pill_days, enrolled_, quit_, own_, streak, misses, attended_last, dropout_day,
-     remitted_, below, relapses, episode_start, episode_end, acted_, minutes_done) = st
-    (planned_x, prescribed, minutes_x, intensity_x, support_x, priming, cue_x, skill_target, skill_rate, medication,
-     med_adherence, med_effect, placebo_x, placebo_adherence, contact) = xs
-    for i in range(S_.shape[0]):
-        S, P, V, E, H, F, D, M, K = S_[i], P_[i], V_[i], E_[i], H_[i], F_[i], D_[i], M_[i], K_[i]
-        S0, quit, own, enrolled = S0_[i], quit_[i], own_[i], enrolled_[i]
-        in_class = kind[i] == CLASS
-        from_rx = planned_x[i] and not quit
-        own_day = own and own_today and not from_rx
-        planned = from_rx or own_day
-        minutes = minutes_x[i] if from_rx else p.own_minutes
-        intensity = intensity_x[i] if from_rx else p.own_intensity
-        arranged = support_x[i]
-        support = 0.0
-        if from_rx:
-            if in_class:
-                support = arranged * (p.support_class_base + (1 - p.support_class_base) * social[i])
-            else:
-                support = arranged * social[i]
-        R = min(1.0, max(0.0, R0[i] + p.plasticity_reward_sensitization * P))
-        C = min(1.0, max(0.0, C0[i] + p.plasticity_control_gain * P + M))
-        C_eff = C + (1.0 - C) * support
-        load = (minutes / p.effort_reference_minutes) * (intensity / p.effort_reference_intensity)
-        discomfort = max(0.0, load / (p.effort_fitness_offset + F) - p.effort_tolerance_window * D)
-        logit = (p.intention_bias + p.intention_w_expectancy * V + p.intention_w_efficacy * E
-                 + p.intention_w_habit * H + p.intention_w_priming * priming[i] * from_rx
-                 - p.intention_w_severity * S / 10.0 - p.intention_w_cost * discomfort)
-        deliberate = 1.0 / (1.0 + math.exp(-logit)) * (p.action_control_floor
-                                                        + (1.0 - p.action_control_floor) * C_eff)
-        p_act = 1.0 - (1.0 - p.action_habit_direct * H) * (1.0 - deliberate)
-        acted = planned and u[i, U_ACT] < p_act
-        missed = planned and not acted
-        if acted:
-            lift = p.reward_mood_lift * math.sqrt(min(1.0, minutes / p.effort_reference_minutes))
-            social_reward = p.reward_social_value * social[i] if arranged > 0 and from_rx else 0.0
-            cue = cue_x[i] if from_rx else 0.0
-            reward = R * lift - p.reward_discomfort_weight * discomfort + cue + social_reward
-            V += p.learning_rate * (reward - V)
-            external = max(support, cue / max(cue + R * lift, 1e-9))
-            E += p.efficacy_gain * (1.0 - p.efficacy_attribution * external) * (1.0 - E)
-            H += habit_rate[i] * (1.0 - H)
-            D += p.effort_tolerance_growth * (1.0 - D)
-            streak[i] += 1
-            misses[i] = 0
-        elif missed:
-            H *= 1.0 - p.habit_miss_decay
-        else:
-            H *= 1.0 - p.habit_idle_decay
-        leave = False
-        if missed:
-            streak[i] = 0
-            E = min(1.0, max(0.0, E * (1.0 - min(1.0, p.efficacy_loss
-                                                    * (1.0 + p.efficacy_severity_amplifier * S / 10.0)))))
-            misses[i] += 1
-            hazard = (p.dropout_base * (1.0 + p.dropout_streak * (misses[i] - 1))
-                      * (1.0 - E) ** p.dropout_efficacy_power)
-            if u[i, U_DROP] < hazard:
+def _interp(x, xp, fp):
+    """np.interp for one value (clipped to the ends), as numpy computes it."""
+    if x <= xp[0]:
+        return fp[0]
+    last = xp.shape[0] - 1
+    if x >= xp[last]:
+        return fp[last]
+    j = np.searchsorted(xp, x, side="right") - 1
+    slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j])
+    return slope * (x - xp[j]) + fp[j]
+
+
+@njit(cache=True)
+def advance(d0, d1, offsets, keys, coefs, programme_days, st, plan, plan_id, partner, group, n_groups, s0_scale, xp, fp,  # noqa: C901
+            response_factor, remission_at, counts, weekly_sev, weekly_min, weekly_ses, hist, habit_steps, daily,
+            rater_keys, assess_col, assessed):
+    """Advance runs r (rows offsets[r]..offsets[r+1]) through days d0..d1-1, in place, with their records.
+
+    st: the state as one record array (dynamics.State.records); plan[plan_id[i]]: participant i's design
+    settings (programme.PLAN_COLUMNS), from a table of the distinct settings;
+    hist: each person's running maximum of habit after each day (float32, or in `habit_steps` 16-bit steps
+    when habit_steps > 0; no rows when not kept); weekly_*: the weekly panel (no rows when not kept);
+    assessed[:, assess_col[r, w]]: run r's assessment at the end of week w (rater keys: the rater's errors)."""
+    R0, C0, S0_, F0, habit_rate, natural_ = st.R0, st.C0, st.S0, st.F0, st.habit_rate, st.natural
+    resp_ex, resp_drug, resp_ns, age_gain = st.resp_ex, st.resp_drug, st.resp_ns, st.age_gain
+    S_, P_, V_, E_, H_, F_, D_, M_, K_ = st.S, st.P, st.V, st.E, st.H, st.F, st.D, st.M, st.K
+    med_, med_start, X_, pill_days, enrolled_, quit_, own_ = st.med, st.med_start, st.X, st.pill_days, st.enrolled, \
+        st.quit, st.own
+    streak, misses, attended_last, dropout_day, remitted_ = st.streak, st.misses, st.attended_last, st.dropout_day, \
+        st.remitted
+    below, relapses, episode_start, episode_end = st.below, st.relapses, st.episode_start, st.episode_end
+    acted_, minutes_done = st.acted, st.minutes_done
+    planned_count, done_count, minutes_programme, minutes_follow_up, habit_max = counts
+    n_all, n_runs = S_.shape[0], offsets.shape[0] - 1
+    keep_weekly, keep_habit = weekly_min.shape[0] > 0, hist.shape[0] > 0
+    present = np.zeros(n_all)
+    class_size = np.zeros(n_groups)
+    class_present = np.zeros(n_groups)
+    dk = np.empty(draws.N_USES, dtype=np.uint64)
+    person = np.empty(n_all, dtype=np.uint64)
+    convert = not (xp.shape[0] == 2 and xp[0] == fp[0] and xp[1] == fp[1])  # HAM-D-17 needs no conversion
+    for r in range(n_runs):  # run by run, day by day: a run's rows stay in the cache across its days
+        p = coefs[r]
+        k0 = keys[r, 0]
+        first, last = offsets[r], offsets[r + 1]
+        half_hill = p.symptoms_plasticity_half ** p.symptoms_plasticity_hill
+        for i in range(first, last):
+            person[i] = draws.person_key(k0, i - first)
+        for day in range(d0, d1):
+            week = day // 7
+            # who came to the last session, before today's update: my partner's and my classmates' attendance
+            for i in range(first, last):
+                present[i] = 1.0 if attended_last[i] and enrolled_[i] else 0.0
+                if group[i] >= 0:
+                    class_size[group[i]] = 0.0
+                    class_present[group[i]] = 0.0
+            for i in range(first, last):
+                g = group[i]
+                if g >= 0 and plan[plan_id[i], SUP_KIND] == CLASS:
+                    class_size[g] += 1.0
+                    class_present[g] += present[i]
+            for use in range(draws.N_USES):
+                dk[use] = draws.day_key(keys[r, 1], day, use)
+            in_programme = day < programme_days[r]
+            own_today = PATTERN[int(round(p.own_sessions_per_week)), day % 7]
+            assess_k = assess_col[r, week + 1] if day % 7 == 6 else -1
+            if assess_k >= 0:
+                rater_a = draws.day_key(rater_keys[r, 1], week + 1, U_NORMAL_A)
+                rater_b = draws.day_key(rater_keys[r, 1], week + 1, U_NORMAL_B)
+            for i in range(first, last):
+                pk = person[i]
+                x = plan[plan_id[i]]
+                # the design's inputs today (programme.ArmPlan.inputs)
+                kind = int(x[SUP_KIND])
+                in_class = kind == CLASS
+                social = 0.0
+                if group[i] >= 0 and in_class:
+                    g = group[i]
+                    social = (class_present[g] - present[i]) / max(class_size[g] - 1.0, 1.0)
+                elif partner[i] >= 0:
+                    social = present[partner[i]]
+                S, P, V, E, H, F, D, M, K = S_[i], P_[i], V_[i], E_[i], H_[i], F_[i], D_[i], M_[i], K_[i]
+                S0, quit, own, enrolled = S0_[i], quit_[i], own_[i], enrolled_[i]
+                spw = int(x[RX_SPW])
+                prescribed = spw > 0
+                scheduled = PATTERN[spw, day % 7]  # a session of the prescription (counted even after quitting)
+                from_rx = scheduled and not quit
+                own_day = own and own_today and not from_rx
+                planned = from_rx or own_day
                 if from_rx:
-                    quit = True
-                    leave = in_programme and enrolled
-                if own_day:
-                    own = False
-        if planned:
-            attended_last[i] = acted
-        has_plan = prescribed[i] and not quit
-        if not has_plan and not own:
-            rate = (p.own_uptake if in_programme else p.own_uptake_follow_up) * E / p.efficacy_initial
-            if u[i, U_UPTAKE] < rate:
-                own = True
-                misses[i] = 0
-        dose = load if acted else 0.0
-        P = P + p.plasticity_gain * age_gain[i] * dose * (1.0 - P) - p.plasticity_decay * P
-        F = F + p.fitness_gain * dose * (1.0 - F) - p.fitness_detraining * (F - F0[i])
-        room = max(0.0, 1.0 + p.self_management_compensation * (0.5 - C0[i]) / 0.5)
-        if skill_target[i] > 0:
-            M = min(max(M, skill_target[i] * room), M + skill_rate[i] * room)
-        else:
-            M *= 1.0 - p.self_management_retention
-        if acted:
-            M += p.self_regulation_practice_gain * (1.0 - support) * max(0.0, p.self_regulation_practice_max - M)
-        contacts = contact[i] + (arranged if acted and in_class and from_rx else 0.0)
-        K += (7.0 * contacts - K) / p.symptoms_contact_memory_days
-        on_drug, on_placebo = medication[i], placebo_x[i]
-        stop = False
-        if on_drug or on_placebo:
-            pill_days[i] += 1
-            shortfall = min(1.0, max(0.0, (S / S0 - 0.5) / 0.5)) if pill_days[i] > NO_EFFECT_DAYS else 0.0
-            stop_h = (p.pill_stop_base * math.exp(-pill_days[i] / p.pill_stop_settle_days)
-                      + p.pill_stop_no_benefit * shortfall
-                      + (p.pill_stop_side_effects * math.exp(-pill_days[i] / 14.0) if on_drug else 0.0))
-            stop = u[i, U_STOP] < stop_h
-            leave = leave or (stop and enrolled)
-        if leave:
-            dropout_day[i] = day
-            enrolled, quit = False, True
-        drug = on_drug and not stop and u[i, U_PILL] < med_adherence[i]
-        placebo = on_placebo and not stop and u[i, U_PILL] < placebo_adherence[i]
-        if drug and math.isinf(med_start[i]):
-            med_start[i] = day
-        med = med_[i]
-        if drug and day - med_start[i] >= p.medication_onset_days:
-            med += (1.0 - med) / p.medication_build_days
-        elif not drug:
-            med *= 1.0 - 1.0 / p.medication_washout_days
-        X = X_[i]
-        X += ((1.0 if drug or placebo else 0.0) - X) / p.placebo_build_days
-        happened = u[i, U_EVENT] < p.symptoms_event_rate
-        event = p.symptoms_event_size * -math.log1p(-u[i, U_EVENT_SIZE]) if happened else 0.0
-        remitted = remitted_[i]
-        if remitted and happened:
-            risk = (p.episode_relapse_given_event * (1.0 - p.episode_drug_protection * med)
-                    * (1.0 - p.episode_exercise_protection * 0.5 * (P + H)))
-            if u[i, U_RELAPSE] < risk:
-                remitted = False
-                below[i] = 0.0
-                relapses[i] += 1
-                episode_start[i] = day
-                episode_end[i] = day + p.episode_scale * (-math.log1p(-u[i, U_EPISODE])) ** (1.0 / p.course_episode_shape)
-        if happened:
-            H *= 1.0 - p.habit_event_disruption
-            if u[i, U_QUIT] < p.habit_event_quit:
-                own = False
-                if not in_programme and prescribed[i]:
-                    quit = True
-        natural = natural_[i] * (1.0 - math.exp(-(day - episode_start[i]) / p.symptoms_natural_days))
-        contact_b = p.symptoms_contact_benefit * K / (K + p.symptoms_contact_half)
-        nonspecific_b = min(0.95, resp_ns[i] * (1.0 - (1.0 - contact_b) * (1.0 - p.placebo_benefit * X)))
-        Ph = P ** p.symptoms_plasticity_hill
-        exercise_b = min(0.95, resp_ex[i] * p.symptoms_plasticity_benefit
-                         * Ph / (Ph + p.symptoms_plasticity_half ** p.symptoms_plasticity_hill))
-        efficacy_b = p.symptoms_efficacy_benefit * max(0.0, E - p.efficacy_initial)
-        med_b = min(0.95, resp_drug[i] * med_effect[i] * med)
-        overlap = p.symptoms_treatment_overlap
-        treatment_b = (1 - overlap) * (exercise_b + med_b - exercise_b * med_b) + overlap * max(exercise_b, med_b)
-        target = S0 * (1 - natural) * (1 - nonspecific_b) * (1 - efficacy_b) * (1 - treatment_b)
-        if remitted or day >= episode_end[i]:
-            target = min(target, p.episode_well_fraction * S0)
-        noise = p.symptoms_noise_sd * math.sqrt(S / 10.0) * z[i]
-        S = min(SEVERITY_TOP, max(0.0, S + (target - S) / p.symptoms_relaxation_days + noise + event))
-        below[i] = below[i] + 1.0 if S <= p.episode_remission_level else 0.0
-        remitted = remitted or below[i] >= p.episode_confirm_days
-        S_[i], P_[i], V_[i], E_[i], H_[i], F_[i], D_[i], M_[i], K_[i] = S, P, V, E, H, F, D, M, K
-        med_[i], X_[i] = med, X
-        quit_[i], own_[i], enrolled_[i], remitted_[i] = quit, own, enrolled, remitted
-        acted_[i] = acted
-        minutes_done[i] = minutes if acted else 0.0
+                    minutes, intensity = x[RX_MIN], x[RX_INT]
+                    if in_programme and not math.isnan(x[TIT_START_MIN]):
+                        frac = min(1.0, max(0.0, (day - x[TIT_FROM]) / max(x[TIT_DAYS], 1.0)))
+                        start_int = x[RX_INT] if math.isnan(x[TIT_START_INT]) else x[TIT_START_INT]
+                        minutes = x[TIT_START_MIN] + (x[RX_MIN] - x[TIT_START_MIN]) * frac
+                        intensity = start_int + (x[RX_INT] - start_int) * frac
+                else:
+                    minutes, intensity = p.own_minutes, p.own_intensity
+                arranged = priming = cue = 0.0  # support, priming and cues come with the prescription's sessions
+                if from_rx:
+                    arranged = x[SUP_LEVEL] * _faded(day, x[SUP_FROM], x[SUP_DAYS], x[SUP_FADE]) * enrolled
+                    priming = x[PRIME] * _active(day, x[PRIME_FROM], x[PRIME_DAYS])
+                    cue = x[CUE] * _faded(day, x[CUE_FROM], x[CUE_DAYS], x[CUE_FADE])
+                    cue = cue * (1.0 + x[CUE_STREAK] * min(streak[i], 7) / 7.0)
+                training = day >= x[SM_FROM] and day < x[SM_UNTIL] and enrolled
+                on_drug = x[MED_ON] > 0 and day >= x[MED_FROM] and day < x[MED_UNTIL] and enrolled
+                on_placebo = x[PL_ON] > 0 and day >= x[PL_FROM] and day < x[PL_UNTIL] and enrolled
+                contact = x[CONTACT_RATE] / 7.0 * _active(day, x[CONTACT_FROM], x[CONTACT_DAYS]) * enrolled
+                # the day (dynamics.reference_update)
+                support = 0.0
+                if from_rx:
+                    if in_class:
+                        support = arranged * (p.support_class_base + (1 - p.support_class_base) * social)
+                    else:
+                        support = arranged * social
+                R = min(1.0, max(0.0, R0[i] + p.plasticity_reward_sensitization * P))
+                C = min(1.0, max(0.0, C0[i] + p.plasticity_control_gain * P + M))
+                C_eff = C + (1.0 - C) * support
+                load = (minutes / p.effort_reference_minutes) * (intensity / p.effort_reference_intensity)
+                discomfort = max(0.0, load / (p.effort_fitness_offset + F) - p.effort_tolerance_window * D)
+                acted = False
+                if planned:
+                    logit = (p.intention_bias + p.intention_w_expectancy * V + p.intention_w_efficacy * E
+                             + p.intention_w_habit * H + p.intention_w_priming * priming * from_rx
+                             - p.intention_w_severity * S / 10.0 - p.intention_w_cost * discomfort)
+                    deliberate = 1.0 / (1.0 + math.exp(-logit)) * (p.action_control_floor
+                                                                    + (1.0 - p.action_control_floor) * C_eff)
+                    p_act = 1.0 - (1.0 - p.action_habit_direct * H) * (1.0 - deliberate)
+                    acted = draws.unit(pk, dk[U_ACT]) < p_act
+                missed = planned and not acted
+                if acted:
+                    lift = p.reward_mood_lift * math.sqrt(min(1.0, minutes / p.effort_reference_minutes))
+                    social_reward = p.reward_social_value * social if arranged > 0 and from_rx else 0.0
+                    reward = R * lift - p.reward_discomfort_weight * discomfort + cue + social_reward
+                    V += p.learning_rate * (reward - V)
+                    external = max(support, cue / max(cue + R * lift, 1e-9))
+                    E += p.efficacy_gain * (1.0 - p.efficacy_attribution * external) * (1.0 - E)
+                    H += habit_rate[i] * (1.0 - H)
+                    D += p.effort_tolerance_growth * (1.0 - D)
+                    streak[i] += 1
+                    misses[i] = 0
+                elif missed:
+                    H *= 1.0 - p.habit_miss_decay
+                else:
+                    H *= 1.0 - p.habit_idle_decay
+                leave = False
+                if missed:
+                    streak[i] = 0
+                    E = min(1.0, max(0.0, E * (1.0 - min(1.0, p.efficacy_loss
+                                                            * (1.0 + p.efficacy_severity_amplifier * S / 10.0)))))
+                    misses[i] += 1
+                    hazard = (p.dropout_base * (1.0 + p.dropout_streak * (misses[i] - 1))
+                              * (1.0 - E) ** p.dropout_efficacy_power)
+                    if draws.unit(pk, dk[U_DROP]) < hazard:
+                        if from_rx:
+                            quit = True
+                            leave = in_programme and enrolled
+                        if own_day:
+                            own = False
+                if planned:
+                    attended_last[i] = acted
+                if not (prescribed and not quit) and not own:
+                    rate = (p.own_uptake if in_programme else p.own_uptake_follow_up) * E / p.efficacy_initial
+                    if draws.unit(pk, dk[U_UPTAKE]) < rate:
+                        own = True
+                        misses[i] = 0
+                dose = load if acted else 0.0
+                P = P + p.plasticity_gain * age_gain[i] * dose * (1.0 - P) - p.plasticity_decay * P
+                F = F + p.fitness_gain * dose * (1.0 - F) - p.fitness_detraining * (F - F0[i])
+                room = max(0.0, 1.0 + p.self_management_compensation * (0.5 - C0[i]) / 0.5)
+                if training and x[SM_SKILL] > 0:
+                    M = min(max(M, x[SM_SKILL] * room), M + x[SM_SKILL] / max(x[SM_DAYS], 1.0) * room)
+                else:
+                    M *= 1.0 - p.self_management_retention
+                if acted:
+                    M += (p.self_regulation_practice_gain * (1.0 - support)
+                          * max(0.0, p.self_regulation_practice_max - M))
+                contacts = contact + (arranged if acted and in_class and from_rx else 0.0)
+                K += (7.0 * contacts - K) / p.symptoms_contact_memory_days
+                stop = False
+                if on_drug or on_placebo:
+                    pill_days[i] += 1
+                    shortfall = min(1.0, max(0.0, (S / S0 - 0.5) / 0.5)) if pill_days[i] > NO_EFFECT_DAYS else 0.0
+                    stop_h = (p.pill_stop_base * math.exp(-pill_days[i] / p.pill_stop_settle_days)
+                              + p.pill_stop_no_benefit * shortfall
+                              + (p.pill_stop_side_effects * math.exp(-pill_days[i] / 14.0) if on_drug else 0.0))
+                    stop = draws.unit(pk, dk[U_STOP]) < stop_h
+                    leave = leave or (stop and enrolled)
+                if leave:
+                    dropout_day[i] = day
+                    enrolled, quit = False, True
+                drug = placebo = False
+                if (on_drug or on_placebo) and not stop:
+                    u_pill = draws.unit(pk, dk[U_PILL])
+                    drug = on_drug and u_pill < x[MED_ADH]
+                    placebo = on_placebo and u_pill < x[PL_ADH]
+                if drug and math.isinf(med_start[i]):
+                    med_start[i] = day
+                med = med_[i]
+                if drug and day - med_start[i] >= p.medication_onset_days:
+                    med += (1.0 - med) / p.medication_build_days
+                elif not drug:
+                    med *= 1.0 - 1.0 / p.medication_washout_days
+                X = X_[i]
+                X += ((1.0 if drug or placebo else 0.0) - X) / p.placebo_build_days
+                happened = draws.unit(pk, dk[U_EVENT]) < p.symptoms_event_rate
+                event = 0.0
+                remitted = remitted_[i]
+                if happened:
+                    event = p.symptoms_event_size * -math.log1p(-draws.unit(pk, dk[U_EVENT_SIZE]))
+                    if remitted:
+                        risk = (p.episode_relapse_given_event * (1.0 - p.episode_drug_protection * med)
+                                * (1.0 - p.episode_exercise_protection * 0.5 * (P + H)))
+                        if draws.unit(pk, dk[U_RELAPSE]) < risk:
+                            remitted = False
+                            below[i] = 0.0
+                            relapses[i] += 1
+                            episode_start[i] = day
+                            episode_end[i] = day + p.episode_scale * (
+                                -math.log1p(-draws.unit(pk, dk[U_EPISODE]))) ** (1.0 / p.course_episode_shape)
+                    H *= 1.0 - p.habit_event_disruption
+                    if draws.unit(pk, dk[U_QUIT]) < p.habit_event_quit:
+                        own = False
+                        if not in_programme and prescribed:
+                            quit = True
+                natural = natural_[i] * (1.0 - math.exp(-(day - episode_start[i]) / p.symptoms_natural_days))
+                contact_b = p.symptoms_contact_benefit * K / (K + p.symptoms_contact_half)
+                nonspecific_b = min(0.95, resp_ns[i] * (1.0 - (1.0 - contact_b) * (1.0 - p.placebo_benefit * X)))
+                Ph = P ** p.symptoms_plasticity_hill if P > 0.0 else 0.0
+                exercise_b = min(0.95, resp_ex[i] * p.symptoms_plasticity_benefit
+                                 * Ph / (Ph + half_hill))
+                efficacy_b = p.symptoms_efficacy_benefit * max(0.0, E - p.efficacy_initial)
+                med_b = min(0.95, resp_drug[i] * x[MED_EFFECT] * med)
+                overlap = p.symptoms_treatment_overlap
+                treatment_b = ((1 - overlap) * (exercise_b + med_b - exercise_b * med_b)
+                               + overlap * max(exercise_b, med_b))
+                target = S0 * (1 - natural) * (1 - nonspecific_b) * (1 - efficacy_b) * (1 - treatment_b)
+                if remitted or day >= episode_end[i]:
+                    target = min(target, p.episode_well_fraction * S0)
+                z = draws.normal(draws.unit(pk, dk[U_NORMAL_A]), draws.unit(pk, dk[U_NORMAL_B]))
+                noise = p.symptoms_noise_sd * math.sqrt(S / 10.0) * z
+                S = min(SEVERITY_TOP, max(0.0, S + (target - S) / p.symptoms_relaxation_days + noise + event))
+                below[i] = below[i] + 1.0 if S <= p.episode_remission_level else 0.0
+                remitted = remitted or below[i] >= p.episode_confirm_days
+                S_[i], P_[i], V_[i], E_[i], H_[i], F_[i], D_[i], M_[i], K_[i] = S, P, V, E, H, F, D, M, K
+                med_[i], X_[i] = med, X
+                quit_[i], own_[i], enrolled_[i], remitted_[i] = quit, own, enrolled, remitted
+                acted_[i] = acted
+                done = minutes if acted else 0.0
+                minutes_done[i] = done
+                # records
+                if in_programme:
+                    minutes_programme[i] += done
+                    if scheduled:
+                        planned_count[i] += 1
+                        done_count[i] += acted
+                else:
+                    minutes_follow_up[i] += done
+                habit_max[i] = max(habit_max[i], H)
+                if keep_habit:
+                    if habit_steps > 0:
+                        hist[day, i] = np.uint16(round(habit_max[i] * habit_steps))
+                    else:
+                        hist[day, i] = habit_max[i]
+                if assess_k >= 0:  # what a rater scores: true severity plus rater error, whole scale points
+                    if enrolled:
+                        rk = draws.person_key(rater_keys[r, 0], i - first)
+                        err = draws.normal(draws.unit(rk, rater_a), draws.unit(rk, rater_b))
+                        seen = min(SEVERITY_TOP, max(0.0, S + p.measurement_rater_sd * err))
+                        assessed[i, assess_k] = np.rint(_interp(seen, xp, fp))
+                    else:
+                        assessed[i, assess_k] = np.nan
+                if keep_weekly:
+                    weekly_min[i, week] += done
+                    weekly_ses[i, week] += acted
+                    if day % 7 == 6:
+                        weekly_sev[i, week + 1] = S
+            # the arm's aggregates of the day, on the scenario's scale (severity sd with ddof=1)
+            n = last - first
+            total = enrolled_n = acted_n = minutes_sum = responders = remitters = 0.0
+            for i in range(first, last):
+                s = _interp(S_[i], xp, fp) if convert else S_[i]
+                present[i] = s  # kept for the second pass (the day's attendance is no longer needed)
+                total += s
+                enrolled_n += enrolled_[i]
+                acted_n += acted_[i]
+                minutes_sum += minutes_done[i]
+                responders += s <= response_factor[r] * s0_scale[i]
+                remitters += s <= remission_at[r]
+            mean = total / n
+            squares = 0.0
+            for i in range(first, last):
+                squares += (present[i] - mean) ** 2
+            out = daily[r, day + 1]
+            out[0], out[1] = mean, math.sqrt(squares / (n - 1)) if n > 1 else math.nan
+            out[2], out[3], out[4] = enrolled_n / n, acted_n / n, minutes_sum / n
+            out[5], out[6] = responders / n, remitters / n

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from sim import scales
 from sim.scenario import DEFAULT_TRAITS, TRAITS, Outcomes, Population, trait_bounds
@@ -43,6 +43,16 @@ class Cohort:
         return len(self.subgroup)
 
 
+def truncnorm_ppf(u: np.ndarray, a: float, b: float, loc: float, scale: float) -> np.ndarray:
+    """Quantiles u of a normal(loc, scale) truncated to standardized bounds [a, b] (scipy.stats.truncnorm.ppf
+    to ~1e-12, through the normal CDF and its inverse; from the far tail's side when both bounds are above
+    the mean, so no precision is lost there)."""
+    if a > 0:  # mirror into the lower tail, where the CDF keeps its precision
+        return loc - scale * truncnorm_ppf(1.0 - np.asarray(u), -b, -a, 0.0, 1.0)
+    pa, pb = special.ndtr(a), special.ndtr(b)
+    return loc + scale * special.ndtri(pa + np.asarray(u) * (pb - pa))
+
+
 def episode_length(u: np.ndarray, values: Mapping[str, float]) -> np.ndarray:
     """Days to the natural end of an episode from uniforms u (Weibull with the given median and shape)."""
     k, median = values["course.episode_shape"], values["course.episode_median_days"]
@@ -54,7 +64,7 @@ def draw(pop: Population, outcomes: Outcomes, values: Mapping[str, float], rng: 
     """Draw pop.size people; each trait is a normal truncated to its bounds, coupled by a Gaussian copula."""
     n = pop.size
     z = rng.multivariate_normal(np.zeros(len(TRAITS)), pop.correlation_matrix(), size=n, method="cholesky")
-    u = stats.norm.cdf(z)
+    u = special.ndtr(z)
     groups = pop.subgroups or [None]
     shares = np.array([g.share for g in pop.subgroups]) if pop.subgroups else np.array([1.0])
     counts = np.floor(shares * n).astype(int)
@@ -70,13 +80,13 @@ def draw(pop: Population, outcomes: Outcomes, values: Mapping[str, float], rng: 
                 # the default population is written in HAM-D-17 points: the same people on any scale
                 spec = DEFAULT_TRAITS[trait]
                 a, b = (spec.low - spec.mean) / spec.sd, (spec.high - spec.mean) / spec.sd
-                internal = stats.truncnorm.ppf(u[rows, k], a, b, loc=spec.mean, scale=spec.sd)
+                internal = truncnorm_ppf(u[rows, k], a, b, loc=spec.mean, scale=spec.sd)
                 traits[trait][rows] = scales.from_internal(outcomes.scale, internal)
                 spread[trait][rows] = np.std(traits[trait][rows]) if rows.sum() > 1 else 0.0
                 continue
             low, high = trait_bounds(trait, spec, outcomes.scale_max)
             a, b = (low - spec.mean) / spec.sd, (high - spec.mean) / spec.sd
-            traits[trait][rows] = stats.truncnorm.ppf(u[rows, k], a, b, loc=spec.mean, scale=spec.sd)
+            traits[trait][rows] = truncnorm_ppf(u[rows, k], a, b, loc=spec.mean, scale=spec.sd)
             spread[trait][rows] = spec.sd
     names = np.array([g.name if g else "all" for g in groups], dtype=object)[label]
     rate = values["habit.rate"] * np.exp(values["habit.rate_spread"] * rng.standard_normal(n))

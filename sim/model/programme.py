@@ -20,6 +20,12 @@ for _k in range(1, 8):
 
 NO_SUPPORT, CLASS, PARTNER = 0, 1, 2
 _INF = 10**9
+# ArmPlan's per-person settings, in the column order of ArmPlan.matrix() (what the compiled kernel reads)
+PLAN_COLUMNS = ("rx_spw", "rx_min", "rx_int", "tit_start_min", "tit_start_int", "tit_days", "tit_from", "sup_kind",
+                "sup_level", "sup_days", "sup_fade", "sup_from", "prime", "prime_days", "prime_from", "cue",
+                "cue_streak", "cue_days", "cue_fade", "cue_from", "sm_skill", "sm_days", "sm_from", "sm_until",
+                "med_on", "med_effect", "med_adh", "med_from", "med_until", "pl_on", "pl_adh", "pl_from", "pl_until",
+                "contact_rate", "contact_days", "contact_from")
 
 
 @dataclass
@@ -69,6 +75,7 @@ class ArmPlan:
         self.pl_adh, self.pl_from, self.pl_until = f(), f(), f()
         self.contact_rate, self.contact_days, self.contact_from = f(), f(), f()
         self.augmented = np.zeros(n, dtype=bool)
+        self.ids, self._next_id = np.zeros(n, dtype=np.int64), 1  # same id: same settings (see table())
         self.apply(arm, np.ones(n, dtype=bool), start_day=0)
         u = np.zeros(n) if assign_u is None else assign_u
         for rule in assign:
@@ -88,6 +95,10 @@ class ArmPlan:
 
     def apply(self, c: Components, rows: np.ndarray, start_day: int) -> None:
         """Give the components set in c to the participants in rows, starting at start_day."""
+        if rows.any():  # people who had the same settings and get the same components still share them
+            kinds, inverse = np.unique(self.ids[rows], return_inverse=True)
+            self.ids[rows] = self._next_id + inverse
+            self._next_id += len(kinds)
         if c.prescription is not None:
             p = c.prescription
             self.rx_spw[rows], self.rx_min[rows], self.rx_int[rows] = p.sessions_per_week, p.minutes, p.intensity
@@ -126,6 +137,18 @@ class ArmPlan:
         if c.contact is not None:
             self.contact_rate[rows], self.contact_from[rows] = c.contact.sessions_per_week, start_day
             self.contact_days[rows] = self._window(c.contact.weeks, start_day)
+
+    def matrix(self) -> np.ndarray:
+        """The per-person settings as one (n, len(PLAN_COLUMNS)) float array, a row per person."""
+        table, ids = self.table()
+        return table[ids]
+
+    def table(self) -> tuple[np.ndarray, np.ndarray]:
+        """The distinct settings as rows of a (k, len(PLAN_COLUMNS)) float array, and each person's row in it
+        (an arm has a handful of distinct settings however many people it has)."""
+        _, first, ids = np.unique(self.ids, return_index=True, return_inverse=True)
+        table = np.column_stack([getattr(self, c)[first] for c in PLAN_COLUMNS]).astype(float, copy=False)
+        return table, ids.astype(np.int64)
 
     def stage2_rows(self, day: int, severity: np.ndarray, baseline: np.ndarray) -> np.ndarray | None:
         """On the stage-2 decision day, the non-responders who get the augmentation; else None."""

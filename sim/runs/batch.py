@@ -64,22 +64,26 @@ class Progress:
             self.bar.close()
 
 
-def _run_item(item: tuple[LoadedScenario, runner.Task, int], panel: bool):
-    """Worker entry point: one task of one scenario (module level, so process pools can pickle it)."""
-    return runner.run_task(item[0], item[1], panel=panel)
+def _run_item(item: tuple[dict[int, LoadedScenario], list[tuple[int, runner.Task]]], panel: bool):
+    """Worker entry point: a stack of tasks of scenarios that share their structure (module level, so
+    process pools can pickle it)."""
+    scenarios, pairs = item
+    return runner.run_pairs([(scenarios[i], t) for i, t in pairs], panel=panel)
 
 
 def run_batch(loaded: LoadedScenario, db: store.Store, executor: Executor, replicates: int,
-              panel: bool = False, command: str = "", executor_name: str = "") -> BatchOutcome:
+              panel: bool = False, command: str = "", executor_name: str = "",
+              stack_runs: int = runner.STACK_RUNS) -> BatchOutcome:
     """Run every arm x replicate of the scenario not yet stored; store each as it finishes."""
-    return run_batches([loaded], db, executor, replicates, panel, command, executor_name)[0]
+    return run_batches([loaded], db, executor, replicates, panel, command, executor_name, stack_runs=stack_runs)[0]
 
 
 def run_batches(loaded: list[LoadedScenario], db: store.Store, executor: Executor, replicates: int,
                 panel: bool = False, command: str = "", executor_name: str = "",
-                label: str | None = None) -> list[BatchOutcome]:
+                label: str | None = None, stack_runs: int = runner.STACK_RUNS) -> list[BatchOutcome]:
     """Run the pending arm x replicate tasks of several scenarios (a sweep's points) through one executor,
-    one batch per scenario, each finished run stored as it arrives by this single writer."""
+    one batch per scenario, in stacks of at most `stack_runs` runs advanced together; each finished run is
+    stored as its stack arrives, by this single writer."""
     start = time.perf_counter()
     scenario_ids = db.add_scenarios(loaded)
     batch_ids = db.start_batches(scenario_ids, replicates, command, executor_name,
@@ -96,22 +100,31 @@ def run_batches(loaded: list[LoadedScenario], db: store.Store, executor: Executo
         totals.append((len(todo), len(todo) - len(mine)))
     failed, store_seconds = [0] * len(loaded), [0.0] * len(loaded)
     progress = Progress(label or loaded[0].scenario.name, len(pending))
+    # pending runs go out in stacks (a sweep's points together when they share their structure), each
+    # advanced together by one worker
+    workers, groups = runner.workers_of(executor), {}
+    for i, t in pending:
+        groups.setdefault(runner.structure(loaded[i]), []).append((i, t))
+    items = [({i: loaded[i] for i, _ in stack}, stack)
+             for group in groups.values() for stack in runner.stacks(group, workers, stack_runs)]
     try:
-        for (_, t, i), fut in runner.as_finished(executor, partial(_run_item, panel=panel),
-                                                  ((loaded[i], t, i) for i, t in pending)):
-            sc = loaded[i].scenario
-            t0 = time.perf_counter()
+        for (_, stack), fut in runner.as_finished(executor, partial(_run_item, panel=panel), items):
             try:
-                rec = fut.result()
-            except Exception as e:  # noqa: BLE001 - a failed run is stored as failed and reported
-                failed[i] += 1
-                db.save_failure(keys[(i, t)], scenario_ids[i], batch_ids[i], t.arm, t.replicate,
-                                t.seed_label(sc.seed), "".join(traceback.format_exception_only(e)).strip())
-            else:
+                recs = fut.result()
+            except Exception as e:  # noqa: BLE001 - a failed stack's runs are stored as failed and reported
+                recs, error = None, "".join(traceback.format_exception_only(e)).strip()
+            for k, (i, t) in enumerate(stack):
+                sc = loaded[i].scenario
                 t0 = time.perf_counter()
-                db.save_run(keys[(i, t)], scenario_ids[i], batch_ids[i], rec, panel=panel)
-            store_seconds[i] += time.perf_counter() - t0
-            progress.update(failed=fut.exception() is not None)
+                if recs is None:
+                    failed[i] += 1
+                    db.save_failure(keys[(i, t)], scenario_ids[i], batch_ids[i], t.arm, t.replicate,
+                                    t.seed_label(sc.seed), error)
+                else:
+                    db.save_run(keys[(i, t)], scenario_ids[i], batch_ids[i], recs[k], panel=panel)
+                    recs[k] = None  # freed once stored
+                store_seconds[i] += time.perf_counter() - t0
+                progress.update(failed=recs is None)
     finally:
         progress.close()
     wall = time.perf_counter() - start

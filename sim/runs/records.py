@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from sim import scales
 from sim.model.model import AdherenceModel
 from sim.vocabulary import HABIT_LEVELS, TRAITS
 
@@ -48,7 +49,6 @@ def from_model(model: AdherenceModel, replicate: int, seed: str, wall_seconds: f
     daily.insert(0, "day", np.arange(model.days + 1))
     st, eop = model.state, model.end_of_programme
     prog_w, fu_w = sc.weeks, sc.follow_up_weeks
-    minutes = model.minutes_weekly
     dropout_day = np.where(st.dropout_day >= 0, st.dropout_day + 1, np.nan)  # 1-based day of dropout
     coef = model.coef
     control = lambda s: np.clip(s.C0 + coef.plasticity_control_gain * s.P + s.M, 0, 1)  # noqa: E731
@@ -64,10 +64,10 @@ def from_model(model: AdherenceModel, replicate: int, seed: str, wall_seconds: f
         "sessions_planned": model.planned_count,
         "sessions_done": model.done_count,
         "adherence": np.where(model.planned_count > 0, model.done_count / np.maximum(model.planned_count, 1), np.nan),
-        "minutes_per_week_programme": minutes[:, :prog_w].mean(axis=1),
-        "minutes_per_week_follow_up": minutes[:, prog_w:].mean(axis=1) if fu_w else np.nan,
-        "severity_end_programme": model.severity_weekly[:, prog_w],
-        "severity_end": model.severity_weekly[:, -1],
+        "minutes_per_week_programme": model.minutes_programme / prog_w,
+        "minutes_per_week_follow_up": model.minutes_follow_up / fu_w if fu_w else np.nan,
+        "severity_end_programme": scales.from_internal(sc.outcomes.scale, eop.S),
+        "severity_end": scales.from_internal(sc.outcomes.scale, st.S),
         "self_efficacy_end_programme": eop.E,
         "habit_end_programme": eop.H,
         "reserve_end_programme": eop.P,
@@ -77,11 +77,12 @@ def from_model(model: AdherenceModel, replicate: int, seed: str, wall_seconds: f
     })
     weekly = None
     if panel:
-        n, weeks = model.severity_weekly.shape
+        severity, minutes = model.severity_weekly, model.minutes_weekly
+        n, weeks = severity.shape
         weekly = pd.DataFrame({
             "pid": np.repeat(np.arange(n), weeks),
             "week": np.tile(np.arange(weeks), n),
-            "severity": model.severity_weekly.ravel(),
+            "severity": severity.ravel(),
             "minutes": np.column_stack([np.zeros(n), minutes]).ravel(),
             "sessions": np.column_stack([np.zeros(n, int), model.sessions_weekly]).ravel().astype(int),
         })

@@ -14,8 +14,12 @@ from sim import parameters
 from sim.cli_defaults import EXECUTORS
 from sim.model import population
 from sim.model.model import AdherenceModel
+from sim.model.stack import Stack
 from sim.runs import records
 from sim.scenario import LoadedScenario
+
+T = TypeVar("T")
+STACK_RUNS = 64  # runs advanced together in one stack, at most
 
 
 @dataclass(frozen=True)
@@ -35,21 +39,73 @@ def replicate_streams(seed: int, replicate: int) -> tuple[np.random.Generator, n
     return np.random.default_rng(cohort_ss), np.random.default_rng(days_ss)
 
 
-def build_model(loaded: LoadedScenario, arm: str, replicate: int, reference: bool = False) -> AdherenceModel:
+def build_model(loaded: LoadedScenario, arm: str, replicate: int, reference: bool = False,
+                panel: bool | None = None) -> AdherenceModel:
     """The model for one arm of one replicate, with that replicate's cohort and random stream."""
+    return build_models(loaded, [Task(arm, replicate)], reference, panel)[0]
+
+
+def build_models(loaded: LoadedScenario, todo: list[Task], reference: bool = False,
+                 panel: bool | None = None) -> list[AdherenceModel]:
+    """The models of several tasks; the arms of one replicate share its cohort, drawn once."""
+    return _build([(loaded, t) for t in todo], reference, panel)
+
+
+def _build(pairs: list[tuple[LoadedScenario, Task]], reference: bool = False,
+           panel: bool | None = None) -> list[AdherenceModel]:
+    cohorts, models = {}, []
+    for ls, t in pairs:
+        sc = ls.scenario
+        cohort_rng, days_rng = replicate_streams(sc.seed, t.replicate)
+        key = (id(ls), t.replicate)
+        if key not in cohorts:
+            cohorts[key] = population.draw(sc.population, sc.outcomes, parameters.resolve(sc.parameters), cohort_rng)
+        models.append(AdherenceModel(ls, arm=t.arm, cohort=cohorts[key], rng=days_rng, reference=reference,
+                                     panel=panel))
+    return models
+
+
+def run_pairs(pairs: list[tuple[LoadedScenario, Task]], panel: bool = True) -> list[records.RunRecords]:
+    """Run tasks of scenarios that share their structure (`structure`) advanced together in one stack, and
+    return their records; each run's records are those it gives alone. Wall time is shared equally."""
+    start = time.perf_counter()
+    models = Stack(_build(pairs, panel=panel)).run()
+    each = (time.perf_counter() - start) / len(models)
+    return [records.from_model(m, t.replicate, t.seed_label(ls.scenario.seed), each, panel=panel)
+            for m, (ls, t) in zip(models, pairs)]
+
+
+def run_tasks(loaded: LoadedScenario, todo: list[Task], panel: bool = True) -> list[records.RunRecords]:
+    """Run several tasks of one scenario advanced together (one stack) and return their records."""
+    return run_pairs([(loaded, t) for t in todo], panel)
+
+
+def structure(loaded: LoadedScenario) -> tuple:
+    """What runs stacked together must share: days, scale and the number of assessments."""
     sc = loaded.scenario
-    values = parameters.resolve(sc.parameters)
-    cohort_rng, days_rng = replicate_streams(sc.seed, replicate)
-    cohort = population.draw(sc.population, sc.outcomes, values, cohort_rng)
-    return AdherenceModel(loaded, arm=arm, cohort=cohort, rng=days_rng, reference=reference)
+    return sc.days, sc.outcomes.scale, len(sc.outcomes.assessments(sc.weeks + sc.follow_up_weeks))
 
 
 def run_task(loaded: LoadedScenario, task: Task, panel: bool = True) -> records.RunRecords:
     """Run one task to completion and return its records (with the weekly panel if `panel`)."""
-    start = time.perf_counter()
-    model = build_model(loaded, task.arm, task.replicate).run()
-    return records.from_model(model, task.replicate, task.seed_label(loaded.scenario.seed),
-                              time.perf_counter() - start, panel=panel)
+    return run_tasks(loaded, [task], panel)[0]
+
+
+def stacks(todo: list[T], workers: int = 1, runs: int = STACK_RUNS) -> list[list[T]]:
+    """Split tasks, in order, into stacks of at most `runs`, and small enough that every worker gets
+    at least two (so a pool is not left waiting on one long stack)."""
+    size = max(1, min(runs, -(-len(todo) // max(2 * workers, 1))))
+    return [todo[k:k + size] for k in range(0, len(todo), size)]
+
+
+def workers_of(pool: Executor) -> int:
+    """How many runs an executor works on at once (1 in-process)."""
+    if isinstance(pool, _Serial):
+        return 1
+    n = getattr(pool, "_max_workers", None)
+    if n is None and hasattr(pool, "_client"):  # dask's ClientExecutor
+        n = sum(pool._client.nthreads().values())
+    return max(int(n or 1), 1)
 
 
 def tasks(loaded: LoadedScenario, replicates: int | None = None) -> list[Task]:
@@ -69,9 +125,6 @@ class _Serial(Executor):
             f.set_exception(e)
         return f
 
-
-
-T = TypeVar("T")
 
 
 def as_finished(pool: Executor, fn: Callable[[T], object], items: Iterable[T]) -> Iterator[tuple[T, Future]]:

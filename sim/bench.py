@@ -1,0 +1,190 @@
+"""Benchmarks (not tests): speed and memory figures, measured side by side in one run.
+
+    sim bench [--quick] [--out results/bench.json]        # or: make bench
+
+Each figure is printed with what was run, and all of them are written to a JSON file with the machine,
+the package versions and the command. Figures that compare two ways of doing the same thing are ratios
+measured one after the other in this process, since the machines are shared and noisy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent  # the project (benchmarks/ is not part of the package)
+BENCH_SCENARIO = ROOT / "benchmarks" / "store_cost.yaml"  # 16 + 26 weeks, usual care vs classes
+
+
+def _sized(loaded, size: int, weeks: int | None = None, follow_up: int | None = None):
+    sc = loaded.scenario
+    update = {"population": sc.population.model_copy(update={"size": size})}
+    if weeks is not None:
+        update |= {"weeks": weeks, "follow_up_weeks": follow_up}
+    return loaded.model_copy(update={"scenario": sc.model_copy(update=update)})
+
+
+def _timed(fn) -> tuple[float, object]:
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def _best(fn, repeat: int) -> float:
+    return min(_timed(fn)[0] for _ in range(repeat))
+
+
+def trial_stacks(loaded, stack: int, repeat: int) -> dict:
+    """Trial-sized runs (200 people, 294 days), one at a time and `stack` advanced together."""
+    from sim.model.stack import Stack
+    from sim.runs import runner
+
+    small = _sized(loaded, 200, 14, 28)
+    todo = [runner.Task("exercise", r) for r in range(stack)]
+    Stack(runner.build_models(small, todo[:2], panel=False)).run()  # compiled code loaded before timing
+
+    def one_by_one():
+        for t in todo:
+            Stack(runner.build_models(small, [t], panel=False)).run()
+
+    def stacked():
+        Stack(runner.build_models(small, todo, panel=False)).run()
+
+    alone, together = _best(one_by_one, repeat), _best(stacked, repeat)
+    cells = stack * 200 * small.scenario.days
+    return {"what": f"{stack} runs of 200 people x {small.scenario.days} days (build + run, one core)",
+            "alone_M_agent_days_per_s": cells / alone / 1e6, "stacked_M_agent_days_per_s": cells / together / 1e6,
+            "stacked_vs_alone": alone / together}
+
+
+def population(loaded, size: int, repeat: int) -> dict:
+    """One run of `size` people for 364 days on one core."""
+    from sim.runs import runner
+
+    big = _sized(loaded, size)
+    build = _best(lambda: runner.build_model(big, "exercise", 0, panel=False), repeat)
+    total = _best(lambda: runner.build_model(big, "exercise", 0, panel=False).run(), repeat)
+    cells = size * big.scenario.days
+    return {"what": f"one run of {size:,} people x {big.scenario.days} days (one core)", "build_s": build,
+            "run_s": total - build, "M_agent_days_per_s": cells / total / 1e6}
+
+
+def against_reference(loaded, size: int, weeks: int) -> dict:
+    """The compiled update against the per-agent reference on the same people and days."""
+    from sim.runs import runner
+
+    short = _sized(loaded, size, weeks, 0)
+    runner.build_model(short, "exercise", 0).run()
+    fast = _best(lambda: runner.build_model(short, "exercise", 0).run(), 3)
+    slow = _timed(lambda: runner.build_model(short, "exercise", 0, reference=True).run())[0]
+    return {"what": f"{size:,} people x {7 * weeks} days, compiled vs per-agent reference (Mesa agents)",
+            "compiled_s": fast, "reference_s": slow, "ratio": slow / fast}
+
+
+def million(size: int) -> dict:
+    """Peak memory and build time of one run of `size` people x 365 days, in a fresh process."""
+    code = (f"import resource, time, json; from sim.scenario import load; from sim.bench import _sized, BENCH_SCENARIO;"
+            f"from sim.runs import runner; ls = _sized(load(BENCH_SCENARIO), {size}, 13, 39);"
+            "t = time.perf_counter(); m = runner.build_model(ls, 'exercise', 0); b = time.perf_counter() - t;"
+            "m.run(); r = time.perf_counter() - t - b; d = m.days_to_habit();"
+            "print(json.dumps({'build_s': b, 'run_s': r, 'days': m.days,"
+            "'peak_GiB': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    res["what"] = f"one run of {size:,} people x {res['days']} days in a fresh process (records included)"
+    res["M_agent_days_per_s"] = size * res["days"] / res["run_s"] / 1e6
+    return res
+
+
+def batch_jobs(loaded, replicates: int) -> dict:
+    """A batch of 2 x `replicates` runs stored in SQLite, serial against a pool of two processes."""
+    from sim.runs import batch, runner, store
+
+    small = _sized(loaded, 200, 14, 28)
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for jobs in (1, 2):
+            db = store.Store(f"sqlite:///{tmp}/jobs{jobs}.db", create=True) if _store_creates() else \
+                store.Store(f"sqlite:///{tmp}/jobs{jobs}.db")
+            with runner.executor("processes", jobs) as pool:
+                out[jobs] = _timed(lambda: batch.run_batch(small, db, pool, replicates))
+            db.engine.dispose()
+    return {"what": f"a batch of {2 * replicates} runs (200 people x 294 days) stored in SQLite",
+            "serial_s": out[1][0], "jobs2_s": out[2][0], "jobs2_share_of_serial": out[2][0] / out[1][0],
+            "serial_store_share": out[1][1].store_share}
+
+
+def _store_creates() -> bool:
+    import inspect
+
+    from sim.runs import store
+
+    return "create" in inspect.signature(store.Store).parameters
+
+
+def help_time() -> dict:
+    """Wall time of `sim --help` in a fresh process."""
+    t = min(_timed(lambda: subprocess.run([sys.executable, "-m", "sim", "--help"], capture_output=True,
+                                          check=True))[0] for _ in range(3))
+    return {"what": "python -m sim --help (fresh process)", "seconds": t}
+
+
+def bare_loop(size: int, days: int) -> dict:
+    """This machine's limit: a bare compiled loop updating ten float arrays of the same size per day."""
+    import numpy as np
+    from numba import njit
+
+    @njit(cache=False)
+    def loop(a, days):
+        for d in range(days):
+            for i in range(a.shape[1]):
+                x = a[0, i]
+                for k in range(1, a.shape[0]):
+                    a[k, i] = 0.99 * a[k, i] + 0.01 * x
+                    x = a[k, i]
+        return a
+
+    arr = np.random.default_rng(0).random((10, size))
+    loop(arr[:, :10], 1)
+    t = _best(lambda: loop(arr, days), 3)
+    return {"what": f"bare compiled loop, 10 arrays x {size:,} x {days} days", "M_agent_days_per_s": size * days / t / 1e6}
+
+
+def machine() -> dict:
+    """Where and with what the figures were measured."""
+    pkgs = ("numpy", "numba", "mesa", "pandas", "SQLAlchemy")
+    return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
+            "processor": platform.processor() or platform.machine(),
+            "load_average": os.getloadavg(), "versions": {p: metadata.version(p) for p in pkgs}}
+
+
+def run(out: Path, quick: bool = False, log=print) -> dict:
+    """Measure every figure, print each as it comes, write them all to `out` (JSON)."""
+    from sim.scenario import load
+
+    loaded = load(BENCH_SCENARIO)
+    figures, started = {}, time.time()
+    steps = [("trial_stacks", lambda: trial_stacks(loaded, 10 if quick else 50, 1 if quick else 3)),
+             ("population_100k", lambda: population(loaded, 20_000 if quick else 100_000, 1 if quick else 2)),
+             ("against_reference_10k", lambda: against_reference(loaded, 2_000 if quick else 10_000, 2 if quick else 4)),
+             ("million", lambda: million(100_000 if quick else 1_000_000)),
+             ("batch_jobs", lambda: batch_jobs(loaded, 5 if quick else 20)),
+             ("help", help_time),
+             ("bare_loop", lambda: bare_loop(100_000, 364))]
+    for name, fn in steps:
+        figures[name] = fn()
+        log(f"{name}: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+                                    for k, v in figures[name].items()))
+    report = {"command": " ".join(["sim", *sys.argv[1:]]) if sys.argv else "sim bench", "quick": quick,
+              "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+              "machine": machine(), "figures": figures}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    return report
