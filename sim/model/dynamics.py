@@ -116,6 +116,14 @@ def social_factor(state: State, kind: np.ndarray, partner: np.ndarray, group: np
     return out
 
 
+def current_reward_control(s: State, p: Coefficients) -> tuple[np.ndarray, np.ndarray]:
+    """Current reward sensitivity R(t) and cognitive control C(t): the traits plus what the neuroplastic
+    reserve and trained self-management add."""
+    R = np.clip(s.R0 + p.plasticity_reward_sensitization * s.P, 0.0, 1.0)
+    C = np.clip(s.C0 + p.plasticity_control_gain * s.P + s.M, 0.0, 1.0)
+    return R, C
+
+
 def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
@@ -131,8 +139,7 @@ def daily_update(s: State, x: DayInputs, social: np.ndarray, kind: np.ndarray, d
     intensity = np.where(from_rx, x.intensity, p.own_intensity)
     support = from_rx * x.support * np.where(in_class, p.support_class_base + (1 - p.support_class_base) * social,
                                              social)
-    R = np.clip(s.R0 + p.plasticity_reward_sensitization * s.P, 0.0, 1.0)
-    C = np.clip(s.C0 + p.plasticity_control_gain * s.P + s.M, 0.0, 1.0)
+    R, C = current_reward_control(s, p)
     C_eff = C + (1.0 - C) * support
     load = (minutes / p.effort_reference_minutes) * (intensity / p.effort_reference_intensity)
     effort = load / (p.effort_fitness_offset + s.F)
