@@ -194,8 +194,14 @@ def _browser() -> str:
 
 
 @pytest.fixture
-def server(tmp_path):
-    """`sim explore` on a free port, as a user starts it; stopped after the test."""
+def chromium() -> str:
+    return _browser()
+
+
+@pytest.fixture
+def server(chromium, tmp_path):
+    """`sim explore` on a free port, as a user starts it (once a browser is known to exist); stopped after the
+    test."""
     port = _free_port()
     log = open(tmp_path / "server.log", "w+")
     proc = subprocess.Popen([sys.executable, "-m", "sim", "explore", "--port", str(port)], cwd=ROOT,
@@ -241,12 +247,11 @@ def _step_to(page, day: int) -> None:
         page.wait_for_function(f"() => !document.querySelector('.sim-readout').innerText.includes('Day {now}')")
 
 
-def test_explorer_in_a_real_browser(server, tmp_path):
+def test_explorer_in_a_real_browser(chromium, server, tmp_path):
     """The page renders both plots offline; moving the support level and pressing Reset changes the arm's
     curves and leaves the reference arm's alone; the button writes a scenario file that loads."""
     from playwright.sync_api import sync_playwright
 
-    chromium = _browser()
     url, log = server
     outside, failed = [], []
     with sync_playwright() as p:
