@@ -207,6 +207,7 @@ def serve(scenario_file: str | Path, arm: str | None, reference: str | None, por
           host: str = "127.0.0.1") -> int:
     """Serve the explorer until interrupted (Solara's server; front-end assets from solara-assets only)."""
     import solara.server.settings as server_settings
+    from click.exceptions import Abort
     from solara.__main__ import cli
     from solara.server import cdn_helper
 
@@ -218,6 +219,9 @@ def serve(scenario_file: str | Path, arm: str | None, reference: str | None, por
     # plain http on 127.0.0.1 is this server's purpose; Solara warns about it on every page load
     warnings.filterwarnings("ignore", message="Cookies with samesite=none require https")
     print(f"explorer: http://{host}:{port} ({scenario_file}; Ctrl-C stops it)", flush=True)
-    cli.main(["run", "sim.explore:Page", "--host", host, "--port", str(port), "--production", "--no-open",
-              "--no-check-version", "--log-level", "warning"], prog_name="sim explore", standalone_mode=False)
+    try:
+        cli.main(["run", "sim.explore:Page", "--host", host, "--port", str(port), "--production", "--no-open",
+                  "--no-check-version", "--log-level", "warning"], prog_name="sim explore", standalone_mode=False)
+    except (KeyboardInterrupt, Abort):  # Ctrl-C: the server has shut down (click turns the interrupt into Abort)
+        print("explorer stopped", file=sys.stderr)
     return 0
