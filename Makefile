@@ -18,8 +18,10 @@ SWEEP ?= scenarios/sweeps/screening.yaml
 POWER_SCENARIO ?= scenarios/exercise_partner.yaml
 POWER_ARGS ?= --arm partner --reference solo --sizes 50,100,200,400 --replicates 100
 JOBS ?= 2
+# make explore serves the browser explorer on 127.0.0.1:PORT
+PORT ?= 8765
 
-.PHONY: run test venv scenarios validate calibrate bench clean help plots report sweep power
+.PHONY: run test venv scenarios validate calibrate bench clean help plots report sweep power explore
 
 help:
 	@echo "make run        run the default scenario ($(SCENARIO)), print the summary, write the report"
@@ -30,6 +32,7 @@ help:
 	@echo "make sweep      parameter sweep (default: Morris screening of the main uncertain parameters, ~4 min);"
 	@echo "                SWEEP=scenarios/sweeps/NAME.yaml for another (docs/sweeps.md)"
 	@echo "make power      power curve over sample sizes (default: partner vs solo exercise, ~2 min)"
+	@echo "make explore    browser explorer of $(SCENARIO) at http://127.0.0.1:$(PORT) (PORT=N, SCENARIO=...)"
 	@echo "make validate   check the model against published trials (scenarios/trials/targets.yaml)"
 	@echo "make calibrate  fit the free parameters to those targets (Optuna; ~10 min on 2 cores)"
 	@echo "make bench      speed and memory benchmarks side by side (~5 min), written to results/bench.json"
@@ -41,7 +44,7 @@ $(VENV)/.installed: pyproject.toml
 	  "$$PYBIN" -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	@# setuptools warns that sim/ sits next to pyproject.toml: that is this project's layout, not a problem
-	PYTHONWARNINGS=ignore $(PY) -m pip install --quiet -e '.[test]'
+	PYTHONWARNINGS=ignore $(PY) -m pip install --quiet -e '.[test,explore]'
 	@touch $@
 
 venv: $(VENV)/.installed
@@ -77,6 +80,9 @@ validate: venv
 calibrate: venv
 	PYTHONWARNINGS=ignore $(PY) -m pip install --quiet -e '.[calibrate]'
 	$(PY) -m sim.analysis.calibration --trials 120 --replicates 12 --jobs 2 --out results/calibration.json
+
+explore: venv
+	$(SIM) explore $(SCENARIO) --port $(PORT)
 
 bench: venv
 	$(SIM) bench --out results/bench.json

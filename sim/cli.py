@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.util
 import json
 import os
 import shlex
+import socket
 import sys
 from pathlib import Path
 
@@ -19,6 +21,7 @@ metrics, plots, report = lazy("sim.analysis.metrics"), lazy("sim.analysis.plots"
 summary, validation = lazy("sim.analysis.summary"), lazy("sim.analysis.validation")
 batch, provenance, results = lazy("sim.runs.batch"), lazy("sim.runs.provenance"), lazy("sim.runs.results")
 runner, store, scenario = lazy("sim.runs.runner"), lazy("sim.runs.store"), lazy("sim.scenario")
+explore_model = lazy("sim.explore_model")
 
 EXIT_BAD_INPUT = 2
 
@@ -41,6 +44,16 @@ def _replicates(text: str) -> int:
     value = _positive(text)
     if value > MAX_REPLICATES:
         raise argparse.ArgumentTypeError(f"{value} is more than {MAX_REPLICATES:,} (the most a scenario allows)")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port number (1-65535)")
     return value
 
 
@@ -125,6 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="JSON file to write the figures to (default results/bench.json)")
     ben.add_argument("--quick", action="store_true",
                      help="smaller sizes, one repeat: a check that the benchmarks work, not figures to quote")
+
+    xp = sub.add_parser("explore", help="interactive explorer in the browser (Mesa SolaraViz on 127.0.0.1)")
+    xp.add_argument("scenario", nargs="?", type=Path, default=defaults.EXPLORE_SCENARIO,
+                    help=f"scenario file to explore (default {defaults.EXPLORE_SCENARIO})")
+    xp.add_argument("--port", type=_port, default=defaults.EXPLORE_PORT,
+                    help=f"port on 127.0.0.1 to serve it on (default {defaults.EXPLORE_PORT})")
+    xp.add_argument("--arm", help="arm whose design the controls set (default: the first arm other than the reference)")
+    xp.add_argument("--reference", help="arm shown beside it (default: the scenario's reference arm)")
     return parser
 
 
@@ -136,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             run = cli_sweeps.cmd_sweep if args.command == "sweep" else cli_sweeps.cmd_power
             return run(args, BadInput, _command())
         return {"run": cmd_run, "validate": cmd_validate, "export": cmd_export,
-                "report": cmd_report, "bench": cmd_bench}[args.command](args)
+                "report": cmd_report, "bench": cmd_bench, "explore": cmd_explore}[args.command](args)
     except (BadInput, scenario.ScenarioError, store.StoreError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -322,6 +343,30 @@ def cmd_bench(args: argparse.Namespace) -> int:
     bench.run(args.out, quick=args.quick)
     print(f"wrote {args.out}")
     return 0
+
+
+def cmd_explore(args: argparse.Namespace) -> int:
+    """`sim explore`: the scenario, its arms and the port are checked before the server starts."""
+    if importlib.util.find_spec("solara") is None:
+        raise BadInput("the explorer needs Solara: pip install -e '.[explore]' (make explore installs it)")
+    loaded = scenario.load(args.scenario)
+    try:
+        arm, reference = explore_model.default_arms(loaded, args.arm, args.reference)
+    except ValueError as e:
+        raise BadInput(str(e)) from None
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds it
+        try:
+            s.bind(("127.0.0.1", args.port))
+        except OSError as e:
+            raise BadInput(f"--port {args.port}: cannot listen on 127.0.0.1:{args.port} ({e.strerror or e}); "
+                           "choose another port") from None
+    from sim import explore
+
+    try:
+        return explore.serve(args.scenario, arm, reference, args.port)
+    except KeyboardInterrupt:
+        return 0
 
 
 if __name__ == "__main__":

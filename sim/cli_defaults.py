@@ -12,3 +12,5 @@ DEFAULT_TARGETS = Path("scenarios/trials/targets.yaml")  # sim.analysis.validati
 REPORT_OUT = Path("results/report.html")  # sim.analysis.report
 VALIDATION_OUT = Path("results/validation.json")  # sim.analysis.report
 MAX_REPLICATES = 100_000  # the most replicates a scenario may ask for (sim.schema)
+EXPLORE_SCENARIO = Path("scenarios/standard_prescription.yaml")  # sim explore's default (sim.explore_model)
+EXPLORE_PORT = 8765  # sim explore's default port (Solara's own default)

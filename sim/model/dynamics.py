@@ -143,6 +143,14 @@ def social_factor(state: State, kind: np.ndarray, partner: np.ndarray, group: np
     return out
 
 
+def current_reward_control(s: State, p: Coefficients) -> tuple[np.ndarray, np.ndarray]:
+    """Current reward sensitivity R(t) and cognitive control C(t): the traits plus what the neuroplastic
+    reserve and trained self-management add."""
+    R = np.clip(s.R0 + p.plasticity_reward_sensitization * s.P, 0.0, 1.0)
+    C = np.clip(s.C0 + p.plasticity_control_gain * s.P + s.M, 0.0, 1.0)
+    return R, C
+
+
 def reference_update(s: State, i: int, x: DayInputs, social: float, kind: int, day: int,
                      u: np.ndarray, z: float, p: Coefficients) -> None:
     """The same day for participant i alone, in plain scalar arithmetic (the reference for tests)."""
