@@ -91,14 +91,15 @@ def against_reference(loaded, size: int, weeks: int) -> dict:
 def million(size: int) -> dict:
     """Peak memory and build time of one run of `size` people x 365 days, in a fresh process."""
     code = (f"import resource, time, json; from sim.scenario import load; from sim.bench import _sized, BENCH_SCENARIO;"
-            f"from sim.runs import runner; ls = _sized(load(BENCH_SCENARIO), {size}, 13, 39);"
-            "t = time.perf_counter(); m = runner.build_model(ls, 'exercise', 0); b = time.perf_counter() - t;"
-            "m.run(); r = time.perf_counter() - t - b; d = m.days_to_habit();"
+            f"from sim.model.model import AdherenceModel; ls = _sized(load(BENCH_SCENARIO), {size}, 13, 39);"
+            "t = time.perf_counter(); m = AdherenceModel(ls, arm='exercise', rng=0); b = time.perf_counter() - t;"
+            "m.run(); r = time.perf_counter() - t - b;"
             "print(json.dumps({'build_s': b, 'run_s': r, 'days': m.days,"
             "'peak_GiB': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     res = json.loads(out.stdout.strip().splitlines()[-1])
-    res["what"] = f"one run of {size:,} people x {res['days']} days in a fresh process (records included)"
+    res["what"] = (f"one run of {size:,} people x {res['days']} days in a fresh process (default records: "
+                   "daily aggregates, assessments, participant summaries; no weekly panel or habit history)")
     res["M_agent_days_per_s"] = size * res["days"] / res["run_s"] / 1e6
     return res
 

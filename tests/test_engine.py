@@ -256,3 +256,37 @@ def test_mesa_batch_run(tmp_path, via):
         day = int(row.Step)
         assert row.severity_mean == pytest.approx(direct.daily[day, 0], rel=1e-12)
         assert row.enrolled_share == pytest.approx(direct.daily[day, 2], rel=1e-12)
+
+
+# ------------------------------------------------------------------ records kept as far as outputs need them
+def test_population_sized_runs_keep_small_records(monkeypatch):
+    """Above the limits a model keeps no weekly panel and no habit history unless asked; asked, the habit
+    history is 16-bit and gives the float32 history's days to habit within a day; agents appear on first use."""
+    from sim.model import model as model_module
+
+    loaded = make_scenario(weeks=8, follow_up_weeks=4, population={"size": 300}, arms={"class": CLASS})
+    exact = runner.build_model(loaded, "class", 0).run()  # trial size: float32 history and the panel
+    assert exact.habit_history.dtype == np.float32 and exact.severity_weekly.shape == (300, 13)
+    monkeypatch.setattr(model_module, "HABIT_CELLS", 1000)
+    monkeypatch.setattr(model_module, "PANEL_CELLS", 1000)
+    cohort, rng = exact.cohort, lambda: runner.replicate_streams(loaded.scenario.seed, 0)[1]
+    lean = AdherenceModel(loaded, arm="class", cohort=cohort, rng=rng()).run()
+    assert lean.habit_history.size == 0 and not lean._agents_made
+    with pytest.raises(ValueError, match="habit_history=True"):
+        lean.days_to_habit()
+    with pytest.raises(ValueError, match="panel=True"):
+        lean.severity_weekly  # noqa: B018
+    np.testing.assert_array_equal(lean.daily, exact.daily)  # what is kept does not change the run
+    coarse = AdherenceModel(loaded, arm="class", cohort=cohort, rng=rng(), habit_history=True).run()
+    assert coarse.habit_history.dtype == np.uint16
+    a, b = exact.days_to_habit(), coarse.days_to_habit()
+    np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
+    assert np.nanmax(np.abs(a - b)) <= 1 and (a == b)[~np.isnan(a)].mean() > 0.95
+    assert len(lean.agents) == 300 and lean._agents_made
+
+
+def test_stacks_split_work_for_every_worker():
+    todo = list(range(300))
+    assert [len(s) for s in runner.stacks(todo, 1)] == [64] * 4 + [44]
+    assert [len(s) for s in runner.stacks(todo[:40], 2)] == [10] * 4  # at least two stacks per worker
+    assert sum(runner.stacks(todo[:7], 4), []) == todo[:7]

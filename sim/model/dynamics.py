@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -111,9 +112,23 @@ class State:
         state.records = records
         return state
 
+    def snapshot(self) -> "Snapshot":
+        """The state as it is now, for what records and analyses read later: the dynamic fields in SNAPSHOT
+        copied, the (never changing) traits shared."""
+        return Snapshot(**{f: getattr(self, f) for f in TRAIT_FIELDS},
+                        **{f: getattr(self, f).copy() for f in SNAPSHOT})
+
     def copy(self) -> "State":
         """A snapshot: each array copied."""
         return State(**{f.name: getattr(self, f.name).copy() for f in fields(self)})
+
+
+TRAIT_FIELDS = ("R0", "C0", "S0", "D0", "F0", "habit_rate", "natural", "resp_ex", "resp_drug", "resp_ns", "age_gain")
+SNAPSHOT = ("S", "P", "V", "E", "H", "F", "D", "M", "K", "med", "X", "enrolled", "quit", "own", "remitted", "relapses")
+
+
+class Snapshot(SimpleNamespace):
+    """Selected state arrays at one moment (`State.snapshot`): the traits and the fields in SNAPSHOT."""
 
 
 class Coefficients:

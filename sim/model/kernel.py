@@ -105,9 +105,8 @@ def advance(d0, d1, offsets, keys, coefs, programme_days, st, plan, plan_id, par
     planned_count, done_count, minutes_programme, minutes_follow_up, habit_max = counts
     n_all, n_runs = S_.shape[0], offsets.shape[0] - 1
     keep_weekly, keep_habit = weekly_min.shape[0] > 0, hist.shape[0] > 0
-    present = np.zeros(n_all)
-    class_size = np.zeros(n_groups)
-    class_present = np.zeros(n_groups)
+    present, present_next, scaled = np.zeros(n_all), np.zeros(n_all), np.zeros(n_all)
+    class_size, class_present, class_present_next = np.zeros(n_groups), np.zeros(n_groups), np.zeros(n_groups)
     dk = np.empty(draws.N_USES, dtype=np.uint64)
     person = np.empty(n_all, dtype=np.uint64)
     convert = not (xp.shape[0] == 2 and xp[0] == fp[0] and xp[1] == fp[1])  # HAM-D-17 needs no conversion
@@ -118,22 +117,24 @@ def advance(d0, d1, offsets, keys, coefs, programme_days, st, plan, plan_id, par
         half_hill = p.symptoms_plasticity_half ** p.symptoms_plasticity_hill
         for i in range(first, last):
             person[i] = draws.person_key(k0, i - first)
+        # who came to the last session before the first day: my partner's and my classmates' attendance (each
+        # later day's is gathered during the day before, into the *_next buffers)
+        for i in range(first, last):
+            present[i] = 1.0 if attended_last[i] and enrolled_[i] else 0.0
+            if group[i] >= 0:
+                class_size[group[i]] = class_present[group[i]] = class_present_next[group[i]] = 0.0
+        for i in range(first, last):
+            g = group[i]
+            if g >= 0 and plan[plan_id[i], SUP_KIND] == CLASS:
+                class_size[g] += 1.0
+                class_present[g] += present[i]
         for day in range(d0, d1):
             week = day // 7
-            # who came to the last session, before today's update: my partner's and my classmates' attendance
-            for i in range(first, last):
-                present[i] = 1.0 if attended_last[i] and enrolled_[i] else 0.0
-                if group[i] >= 0:
-                    class_size[group[i]] = 0.0
-                    class_present[group[i]] = 0.0
-            for i in range(first, last):
-                g = group[i]
-                if g >= 0 and plan[plan_id[i], SUP_KIND] == CLASS:
-                    class_size[g] += 1.0
-                    class_present[g] += present[i]
+            total = enrolled_n = acted_n = minutes_sum = responders = remitters = 0.0
             for use in range(draws.N_USES):
                 dk[use] = draws.day_key(keys[r, 1], day, use)
             in_programme = day < programme_days[r]
+            course_today = 1.0 - math.exp(-(day - 0.0) / p.symptoms_natural_days)
             own_today = PATTERN[int(round(p.own_sessions_per_week)), day % 7]
             assess_k = assess_col[r, week + 1] if day % 7 == 6 else -1
             if assess_k >= 0:
@@ -295,7 +296,9 @@ def advance(d0, d1, offsets, keys, coefs, programme_days, st, plan, plan_id, par
                         own = False
                         if not in_programme and prescribed:
                             quit = True
-                natural = natural_[i] * (1.0 - math.exp(-(day - episode_start[i]) / p.symptoms_natural_days))
+                since = episode_start[i]  # the day's factor is shared by everyone still in their first episode
+                course = course_today if since == 0.0 else 1.0 - math.exp(-(day - since) / p.symptoms_natural_days)
+                natural = natural_[i] * course
                 contact_b = p.symptoms_contact_benefit * K / (K + p.symptoms_contact_half)
                 nonspecific_b = min(0.95, resp_ns[i] * (1.0 - (1.0 - contact_b) * (1.0 - p.placebo_benefit * X)))
                 Ph = P ** p.symptoms_plasticity_hill if P > 0.0 else 0.0
@@ -347,23 +350,52 @@ def advance(d0, d1, offsets, keys, coefs, programme_days, st, plan, plan_id, par
                     weekly_ses[i, week] += acted
                     if day % 7 == 6:
                         weekly_sev[i, week + 1] = S
-            # the arm's aggregates of the day, on the scenario's scale (severity sd with ddof=1)
+                # tomorrow's attendance as partners and classmates see it
+                here = 1.0 if attended_last[i] and enrolled else 0.0
+                present_next[i] = here
+                if group[i] >= 0 and in_class:
+                    class_present_next[group[i]] += here
+                # the arm's aggregates of the day, on the scenario's scale
+                sc = _interp(S, xp, fp) if convert else S
+                scaled[i] = sc
+                total += sc
+                enrolled_n += enrolled
+                acted_n += acted
+                minutes_sum += done
+                responders += sc <= response_factor[r] * s0_scale[i]
+                remitters += sc <= remission_at[r]
+            present, present_next = present_next, present
+            class_present, class_present_next = class_present_next, class_present
+            for i in range(first, last):
+                if group[i] >= 0:
+                    class_present_next[group[i]] = 0.0
             n = last - first
-            total = enrolled_n = acted_n = minutes_sum = responders = remitters = 0.0
-            for i in range(first, last):
-                s = _interp(S_[i], xp, fp) if convert else S_[i]
-                present[i] = s  # kept for the second pass (the day's attendance is no longer needed)
-                total += s
-                enrolled_n += enrolled_[i]
-                acted_n += acted_[i]
-                minutes_sum += minutes_done[i]
-                responders += s <= response_factor[r] * s0_scale[i]
-                remitters += s <= remission_at[r]
             mean = total / n
-            squares = 0.0
+            squares = 0.0  # severity sd with ddof=1, from the deviations (two passes, as numpy computes it)
             for i in range(first, last):
-                squares += (present[i] - mean) ** 2
+                squares += (scaled[i] - mean) ** 2
             out = daily[r, day + 1]
             out[0], out[1] = mean, math.sqrt(squares / (n - 1)) if n > 1 else math.nan
             out[2], out[3], out[4] = enrolled_n / n, acted_n / n, minutes_sum / n
             out[5], out[6] = responders / n, remitters / n
+
+
+@njit(cache=True)
+def days_to_habit(hist, levels, formed, habit_max, tol):
+    """Per person and level: the first day (1-based) the habit history reached that share of its own plateau
+    (its highest value) less `tol`, NaN where the highest habit is below `formed`; no days x people temporaries."""
+    days, n = hist.shape
+    out = np.full((n, levels.shape[0]), np.nan)
+    for i in range(n):
+        if habit_max[i] < formed:
+            continue
+        plateau = 0.0
+        for d in range(days):
+            plateau = max(plateau, float(hist[d, i]))
+        for k in range(levels.shape[0]):
+            threshold = levels[k] * plateau - tol
+            for d in range(days):
+                if hist[d, i] >= threshold:
+                    out[i, k] = d + 1.0
+                    break
+    return out

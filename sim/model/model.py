@@ -15,7 +15,7 @@ import numpy as np
 
 from sim import parameters as model_parameters
 from sim import scales
-from sim.model import draws, dynamics, population
+from sim.model import draws, dynamics, kernel, population
 from sim.model.programme import NO_SUPPORT, ArmPlan, form_groups
 from sim.model.stack import Stack
 from sim.scenario import LoadedScenario, follow_up_of, load
@@ -68,14 +68,15 @@ class AdherenceModel(mesa.Model):
     parameters: model parameters by dotted name, over the scenario's own overrides. Dotted names also
     work as keyword arguments, so `mesa.batch_run(AdherenceModel, {"plasticity.gain": [0, 0.1]})`
     sweeps a parameter. panel: keep the weekly panel (severity, minutes, sessions per person and week;
-    default: when it has at most PANEL_CELLS entries); habit_history: keep each person's habit after each
-    day (for days to habit; default float32 up to HABIT_CELLS entries, 16-bit fixed point above).
+    default: when it has at most PANEL_CELLS entries); habit_history: keep each person's highest habit so far
+    after each day, for days to habit (True: float32 up to HABIT_CELLS entries, 16-bit fixed point above;
+    default: float32 up to HABIT_CELLS entries, not kept above, so a population-sized run stays small).
     """
 
     def __init__(self, scenario: LoadedScenario | str | Path = "scenarios/standard_prescription.yaml",
                  arm: str | None = None, cohort: population.Cohort | None = None,
                  rng=None, reference: bool = False, parameters: dict[str, float] | None = None,
-                 panel: bool | None = None, habit_history: bool | None = True, **dotted: float):
+                 panel: bool | None = None, habit_history: bool | None = None, **dotted: float):
         super().__init__(rng=rng)
         self.loaded = scenario if isinstance(scenario, LoadedScenario) else load(scenario)
         sc = self.loaded.scenario
@@ -114,18 +115,21 @@ class AdherenceModel(mesa.Model):
         self.sessions_weekly = np.zeros(shape, dtype=np.int16)
         self.assessment_weeks = out.assessments(weeks)
         self._assessment_index = {w: k for k, w in enumerate(self.assessment_weeks)}
-        self.assessed = np.full((n, len(self.assessment_weeks)), np.nan)  # what the trial saw, scale points
+        # what the trial saw, whole scale points (float32 holds them exactly, with NaN for no assessment)
+        self.assessed = np.full((n, len(self.assessment_weeks)), np.nan, dtype=np.float32)
         self.assessed[:, 0] = np.round(cohort.measured["baseline_severity"])
         self.planned_count = np.zeros(n, dtype=np.int64)  # prescribed programme sessions (ITT: dropouts too)
         self.done_count = np.zeros(n, dtype=np.int64)
         self.minutes_programme = np.zeros(n)  # minutes exercised in the programme, and in follow-up
         self.minutes_follow_up = np.zeros(n)
         self.habit_max = np.zeros(n)  # the highest habit reached so far
-        self.end_of_programme: dynamics.State | None = None
-        if habit_history and self.days * n > HABIT_CELLS:
+        self.end_of_programme: dynamics.Snapshot | None = None
+        big = self.days * n > HABIT_CELLS
+        if habit_history and big:
             self.habit_history = np.zeros((self.days, n), dtype=np.uint16)
         else:
-            self.habit_history = np.zeros((self.days if habit_history else 0, n), dtype=np.float32)
+            keep = habit_history or (habit_history is None and not big)
+            self.habit_history = np.zeros((self.days if keep else 0, n), dtype=np.float32)
         self._response_factor, self._remission_at = 1.0 - out.response_reduction, out.remission_at
         self.daily = np.empty((self.days + 1, 7))  # row 0 = baseline; columns as records.DAILY_COLUMNS
         self._record_day(0)
@@ -176,7 +180,7 @@ class AdherenceModel(mesa.Model):
         st, plan = self.state, self.plan
         changed: bool | str = False
         if day == self.programme_days:
-            self.end_of_programme = st.copy()
+            self.end_of_programme = st.snapshot()
             if day < self.days and plan.follow_up is not None:
                 plan.start_follow_up()
                 changed = True
@@ -261,17 +265,12 @@ class AdherenceModel(mesa.Model):
         """Per person and level: first day habit reached that share of its own plateau (the highest
         automaticity the person reached, as Lally et al. 2010 fitted each person's asymptote); NaN when
         no habit formed (plateau below HABIT_FORMED)."""
-        hist = self.habit_history
-        if hist.shape[0] < self.day:
-            raise ValueError("this run did not keep the habit history (habit_history=False)")
-        hist = hist[:self.day]  # the running maximum of habit after each day (same first crossings as habit)
+        if self.habit_history.shape[0] < self.day:
+            raise ValueError(f"this run did not keep the habit history ({self.n:,} people x {self.days} days is over "
+                             f"{HABIT_CELLS:,}); build the model with habit_history=True for days to habit")
+        hist = self.habit_history[:self.day]
         tol = 1e-7 if hist.dtype == np.float32 else 0.5  # float32 rounding, or half a 16-bit step
-        plateau = hist.max(axis=0, initial=0).astype(float)
-        out = np.full((self.n, len(HABIT_LEVELS)), np.nan)
-        for k, level in enumerate(HABIT_LEVELS):
-            first = (hist >= level * plateau - tol).argmax(axis=0) + 1.0
-            out[:, k] = np.where(self.habit_max >= HABIT_FORMED, first, np.nan)
-        return out
+        return kernel.days_to_habit(hist, np.asarray(HABIT_LEVELS, float), HABIT_FORMED, self.habit_max, tol)
 
     def run(self) -> "AdherenceModel":
         """Run every day of the programme and follow-up (the DataCollector gets every day's row)."""

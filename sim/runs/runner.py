@@ -61,7 +61,7 @@ def _build(pairs: list[tuple[LoadedScenario, Task]], reference: bool = False,
         if key not in cohorts:
             cohorts[key] = population.draw(sc.population, sc.outcomes, parameters.resolve(sc.parameters), cohort_rng)
         models.append(AdherenceModel(ls, arm=t.arm, cohort=cohorts[key], rng=days_rng, reference=reference,
-                                     panel=panel))
+                                     panel=panel, habit_history=True))  # records hold days to habit
     return models
 
 
