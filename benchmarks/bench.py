@@ -54,7 +54,7 @@ def main() -> None:
           f"is {per_big / per_small:.2f} of that at 200")
     rec = runner.run_task(loaded, runner.Task("exercise", 0), panel=False)
     with tempfile.TemporaryDirectory() as tmp:
-        db = store.Store(f"sqlite:///{tmp}/bench.db")
+        db = store.Store(f"sqlite:///{tmp}/bench.db", create=True)
         sid = db.add_scenario(loaded)
         bid = db.start_batch(sid, 1)
         writes = []

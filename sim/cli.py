@@ -6,11 +6,11 @@ import argparse
 import datetime as dt
 import json
 import os
-import shlex
 import sys
 from pathlib import Path
 
 from sim import cli_defaults as defaults
+from sim import cli_guard, outputs
 from sim.cli_defaults import MAX_REPLICATES
 from sim.lazy import lazy
 
@@ -28,13 +28,7 @@ class BadInput(Exception):
 
 
 def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be 1 or more")
-    return value
+    return cli_guard.whole(text)  # 1 to 2^31 - 1: ids and counts fit every store backend
 
 
 def _replicates(text: str) -> int:
@@ -44,14 +38,7 @@ def _replicates(text: str) -> int:
     return value
 
 
-def _scheduler(text: str) -> str:
-    """A Dask scheduler address: tcp://host:port (or another Dask protocol, or host:port)."""
-    proto, _, rest = text.rpartition("://")
-    host, _, port = rest.rpartition(":")
-    if not host or not port.isdigit() or (proto and proto not in ("tcp", "tls", "ucx", "inproc", "ws", "wss")):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a scheduler address; expected tcp://host:port, "
-                                         "e.g. tcp://10.0.0.5:8786")
-    return text
+_scheduler = cli_guard.scheduler  # a Dask scheduler address: tcp://host:port, port 1-65535
 
 
 class _Version(argparse.Action):
@@ -71,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run scenarios' arms x replicates, store, summarise and plot")
     run.add_argument("scenarios", nargs="+", type=Path, help="scenario YAML files")
     run.add_argument("--replicates", type=_replicates, help="replicate trials per arm (default: the scenario's)")
-    run.add_argument("--jobs", type=_positive, default=1, help="parallel workers (default 1)")
+    run.add_argument("--jobs", type=cli_guard.jobs, default=1, help="parallel workers (default 1)")
     run.add_argument("--executor", choices=defaults.EXECUTORS, default="processes",
                      help="where runs execute: in this process, local processes (default), or Dask distributed")
     run.add_argument("--scheduler", type=_scheduler,
@@ -82,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--figures", type=Path, default=Path("results/figures"), help="folder for figures")
     run.add_argument("--allow-changed", action="store_true",
                      help="run a scenario file even though it changed since its last batch was interrupted")
+    run.add_argument("--yes", action="store_true",
+                     help="run even when the estimate is above the threshold that asks first (docs/reliability.md)")
     run.add_argument("--parameter-draws", type=_positive, metavar="N",
                      help="run each scenario under N draws of the main uncertain parameters (Latin hypercube over "
                           "their declared ranges) and show intervals with and without parameter uncertainty")
@@ -90,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--targets", type=Path, default=defaults.DEFAULT_TARGETS, help="targets file "
                      f"(default {defaults.DEFAULT_TARGETS})")
     val.add_argument("--replicates", type=_replicates, help="replicates per scenario (default: per target/scenario)")
-    val.add_argument("--jobs", type=_positive, default=1, help="parallel workers (default 1)")
+    val.add_argument("--jobs", type=cli_guard.jobs, default=1, help="parallel workers (default 1)")
     val.add_argument("--executor", choices=defaults.EXECUTORS, default="processes",
                      help="where runs execute: in this process, local processes (default), or Dask distributed")
     val.add_argument("--db", help=db_help)
@@ -138,14 +127,16 @@ def main(argv: list[str] | None = None) -> int:
     except metrics.MetricError as e:  # a metric that cannot be computed from what was stored
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except OSError as e:  # a write that failed (a full disk, a folder in the way): an error, not bad input
+        print(f"error: {cli_guard.failure(e)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("\ninterrupted: finished runs are stored; run the same command again to resume.", file=sys.stderr)
         return 130
 
 
 def _command() -> str:
-    ours = sys.argv and sys.argv[0].endswith(("sim", "sim/__main__.py", "sim/cli.py"))  # not pytest's argv
-    return shlex.join(["sim", *(sys.argv[1:] if ours else [])])
+    return cli_guard.command_line()  # passwords masked
 
 
 def _writable_folder(folder: Path, option: str) -> None:
@@ -174,7 +165,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise BadInput(f"two scenario files share the name {dup!r}; names must be unique within one run")
     _panel_checks(loaded, bool(args.record))
     _writable_folder(args.figures, "--figures")
-    db = store.Store(args.db)
+    db = store.Store(args.db, create=True)
     if not args.allow_changed:
         for ls in loaded:
             if (row := db.unfinished_other_text(ls)) is not None:
@@ -187,14 +178,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1 if cli_sweeps.run_parameter_draws(loaded, args, BadInput, _command()) else 0
     kind = "dask" if args.scheduler else args.executor
     command = _command()
+    cli_guard.check_cost([(len(ls.scenario.arms) * (args.replicates or ls.scenario.replicates),
+                           ls.scenario.population.size, ls.scenario.days, ls.scenario.days // 7) for ls in loaded],
+                         args.jobs if kind != "serial" else 1, args.yes, BadInput)
     failures = 0
-    try:
-        pool = runner.executor(kind, args.jobs, args.scheduler)
-        with pool as ex:
-            for ls in loaded:
-                failures += _run_one(ls, db, ex, args, kind, command)
-    except OSError as e:  # e.g. a Dask scheduler that cannot be reached
-        raise BadInput(f"executor {kind!r} could not start: {e}") from None
+    with cli_guard.executor(kind, args.jobs, args.scheduler, BadInput) as ex:  # start failures: exit 2
+        for ls in loaded:  # a scenario that fails (a file, the store) is reported; the others still run
+            failures += cli_guard.guarded(str(ls.path), lambda ls=ls: _run_one(ls, db, ex, args, kind, command))
     return 1 if failures else 0
 
 
@@ -230,7 +220,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     _writable_folder(args.out.parent, "--out")
     if args.out.is_dir():
         raise BadInput(f"--out {args.out} is a folder; give a file name such as {args.out / 'validation.md'}")
-    db = store.Store(args.db)
+    for target in (args.out, args.out.with_suffix(".json")):
+        if (why := outputs.not_regular(target)) is not None:
+            raise BadInput(f"--out: {target} {why}; give the name of a regular file")
+    db = store.Store(args.db, create=True)
     need = validation.replicates_needed(targets, args.replicates)
     frames = {}
     with runner.executor(args.executor, args.jobs) as ex:
@@ -249,8 +242,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
               f"{record['model_hash']}); results in `{db.url}`; {record['date'][:10]}. "
               "Simulated values are means over replicate trials with the 2.5 and 97.5 percentiles.")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(validation.table_markdown(result, header))
-    args.out.with_suffix(".json").write_text(json.dumps(record, indent=1))
+    outputs.write_text(args.out, validation.table_markdown(result, header))
+    outputs.write_text(args.out.with_suffix(".json"), json.dumps(record, indent=1))
     print(f"\nwritten: {args.out} (and {args.out.with_suffix('.json').name}, which `sim report` embeds)")
     return 0 if result.passed.all() else 1
 

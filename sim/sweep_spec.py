@@ -21,7 +21,7 @@ import pandas as pd
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from sim import parameters
+from sim import inputs, parameters
 from sim.scenario import (
     MAX_REPLICATES,
     MAX_SEED,
@@ -106,7 +106,7 @@ class Sweep:
     def __init__(self, spec: SweepFile, path: Path, text: str, base: LoadedScenario):
         self.spec, self.path, self.text, self.base = spec, path, text, base
         self.sha256 = hashlib.sha256((text + "\0" + base.text).encode()).hexdigest()
-        self._data = yaml.safe_load(base.text)
+        self._data = inputs.load_yaml(base.text, base.path)
         self.kinds = {f.name: _kind(f.name) for f in spec.factors}
         self.bounds: dict[str, tuple[float, float]] = {}
         self.integer: dict[str, bool] = {}

@@ -117,7 +117,7 @@ def test_dask_batch_survives_a_killed_worker(scen, tmp_path):
     pytest.importorskip("distributed")
     loaded = scenario.load(scen)
     url = f"sqlite:///{tmp_path / 'dask.db'}"
-    db = store.Store(url)
+    db = store.Store(url, create=True)
     killed: list[int] = []
     with runner.executor("dask", jobs=2) as ex:
         pids = ex._client.run(os.getpid)  # worker address -> process id
@@ -147,7 +147,7 @@ def test_dask_batch_survives_a_killed_worker(scen, tmp_path):
 def test_in_process_batch_stores_each_run_before_the_next_starts(scen, tmp_path, monkeypatch):
     loaded = scenario.load(scen)
     url = f"sqlite:///{tmp_path / 'serial.db'}"
-    db = store.Store(url)
+    db = store.Store(url, create=True)
     real, calls = runner.run_task, []
 
     def run_task(loaded, task, panel=False):
