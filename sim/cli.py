@@ -121,18 +121,22 @@ def main(argv: list[str] | None = None) -> int:
             return run(args, BadInput, _command())
         return {"run": cmd_run, "validate": cmd_validate, "export": cmd_export,
                 "report": cmd_report}[args.command](args)
-    except (BadInput, scenario.ScenarioError, store.StoreError) as e:
+    except BadInput as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except metrics.MetricError as e:  # a metric that cannot be computed from what was stored
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except OSError as e:  # a write that failed (a full disk, a folder in the way): an error, not bad input
-        print(f"error: {cli_guard.failure(e)}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("\ninterrupted: finished runs are stored; run the same command again to resume.", file=sys.stderr)
         return 130
+    except Exception as e:
+        # a scenario, store or metric error is bad input (exit 2); a failed write or a store that fails
+        # midway is an error (exit 1); both are one line; anything else is a bug and shows its traceback
+        if cli_guard.is_bad_input(e):  # checked without importing a module that did not raise it
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        if (cause := cli_guard.failure(e)) is not None:
+            print(f"error: {cause}", file=sys.stderr)
+            return 1
+        raise
 
 
 def _command() -> str:
@@ -276,7 +280,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         if args.batch or args.scenario or args.reference:
             raise BadInput("--sweep reports one sweep; leave out --batch, --scenario and --reference")
         return cli_sweeps.report_stored(args, BadInput)
-    out = args.out or (None if args.figures else report.DEFAULT_OUT)
+    out = args.out or (None if args.figures else defaults.REPORT_OUT)
     try:
         if out is not None:
             report.check_writable(out)

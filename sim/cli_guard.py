@@ -18,7 +18,7 @@ from typing import Callable, Iterator
 from sim.lazy import lazy
 from sim.redact import mask, mask_argv
 
-runner, cost, store = lazy("sim.runs.runner"), lazy("sim.runs.cost"), lazy("sim.runs.store")
+runner, cost = lazy("sim.runs.runner"), lazy("sim.runs.cost")
 
 MAX_ID = 2**31 - 1  # batch and sweep ids are 32-bit integers in every store backend
 MAX_JOBS = 256  # parallel workers
@@ -78,17 +78,28 @@ def executor(kind: str, n_jobs: int, address: str | None, bad_input: type[Except
         yield ex
 
 
+BAD_INPUT_ERRORS = (("sim.schema", "ScenarioError"), ("sim.runs.store_open", "StoreError"),
+                    ("sim.analysis.metrics", "MetricError"))
+
+
+def _loaded(pairs) -> tuple[type, ...]:
+    """The exception classes of those (module, name) pairs whose module is already imported."""
+    return tuple(getattr(sys.modules[m], n) for m, n in pairs if m in sys.modules)
+
+
+def is_bad_input(e: BaseException) -> bool:
+    """Whether `e` is a scenario, store or metric error: input the user must fix (exit code 2)."""
+    return isinstance(e, _loaded(BAD_INPUT_ERRORS))
+
+
 def failure(e: BaseException) -> str | None:
     """What went wrong, in one line, for an error that ends one scenario's work but not the command's (a
     file that cannot be written, a store that fails mid-batch); None for anything else."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    if isinstance(e, OSError):
-        where = f" {e.filename}" if e.filename else ""
-        return f"cannot write{where}: {e.strerror or _first_line(e)}"
-    if isinstance(e, store.StoreError):
+    if isinstance(e, OSError):  # a file that cannot be written or read: the file and the OS's reason
+        return f"{e.filename}: {e.strerror or _first_line(e)}" if e.filename else f"OS error: {_first_line(e)}"
+    if isinstance(e, _loaded([("sim.runs.store_open", "StoreError")])):
         return str(e)
-    if isinstance(e, SQLAlchemyError):
+    if isinstance(e, _loaded([("sqlalchemy.exc", "SQLAlchemyError")])):
         return f"the results store failed: {mask(_first_line(getattr(e, 'orig', None) or e))}"
     return None
 

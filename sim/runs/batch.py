@@ -11,7 +11,7 @@ from functools import partial
 
 from tqdm import tqdm
 
-from sim.runs import runner, store
+from sim.runs import claims, runner, store
 from sim.scenario import LoadedScenario
 
 
@@ -96,9 +96,10 @@ def run_batches(loaded: list[LoadedScenario], db: store.Store, executor: Executo
         totals.append((len(todo), len(todo) - len(mine)))
     failed, store_seconds = [0] * len(loaded), [0.0] * len(loaded)
     progress = Progress(label or loaded[0].scenario.name, len(pending))
+    # runs another process is computing are left to it (sim.runs.claims), then waited for
+    held = claims.Claims(db, keys, scenario_ids, batch_ids, [ls.scenario.seed for ls in loaded]).start()
     try:
-        for (_, t, i), fut in runner.as_finished(executor, partial(_run_item, panel=panel),
-                                                  ((loaded[i], t, i) for i, t in pending)):
+        for (_, t, i), fut in held.as_finished(executor, partial(_run_item, panel=panel), pending, loaded, panel):
             sc = loaded[i].scenario
             t0 = time.perf_counter()
             try:
@@ -114,7 +115,8 @@ def run_batches(loaded: list[LoadedScenario], db: store.Store, executor: Executo
             progress.update(failed=fut.exception() is not None)
     finally:
         progress.close()
+        held.release()
     wall = time.perf_counter() - start
     db.finish_batches(batch_ids, wall, store_seconds)
-    return [BatchOutcome(b, total, skipped, f, wall, s)
-            for b, (total, skipped), f, s in zip(batch_ids, totals, failed, store_seconds)]
+    return [BatchOutcome(b, total, skipped + elsewhere, f, wall, s) for b, (total, skipped), f, s, elsewhere
+            in zip(batch_ids, totals, failed, store_seconds, held.done_elsewhere)]

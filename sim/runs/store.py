@@ -86,6 +86,8 @@ runs = sa.Table(
     sa.Column("finished_at", sa.DateTime),
     sa.Column("wall_seconds", sa.Float),
     sa.Column("error", sa.Text),
+    sa.Column("claimed_by", sa.String(120)),  # host:pid of the process computing it (sim.runs.claims)
+    sa.Column("lease_until", sa.DateTime),  # the claim holds until then unless renewed
 )
 arm_days = sa.Table(
     "arm_days", metadata,
@@ -369,14 +371,15 @@ class Store:
                     model_hash=provenance.model_hash(), git_sha=sha,
                     git_dirty=dirty, packages=provenance.package_versions(), host=provenance.host(),
                     started_at=finished - dt.timedelta(seconds=rec.wall_seconds), finished_at=finished,
-                    wall_seconds=rec.wall_seconds, error=None))
+                    wall_seconds=rec.wall_seconds, error=None, claimed_by=None, lease_until=None))
             return True
         except IntegrityError:  # another process inserted the same run key at the same moment
             return False
         except (OperationalError, OSError) as e:
             cause = reason(e, "")
             why = (" (another process may hold the database for too long)" if locked(cause)
-                   else " (the disk is full)" if "full" in cause.lower() else "")
+                   else " (the disk is full)" if "full" in cause.lower()
+                   else " (the disk may be full or failing)" if "i/o" in cause.lower() else "")
             raise StoreError(f"could not write run {rec.arm}/{rec.replicate} to {self.url!r}: {cause}{why}; nothing "
                              "of this run was stored; run the same command again to resume") from None
 
@@ -387,7 +390,8 @@ class Store:
             run_id, status = self._run_row(c, key, scenario_id, batch_id, arm, replicate, seed)
             if status != "done":
                 c.execute(runs.update().where(runs.c.id == run_id).values(status="failed", error=error,
-                                                                           finished_at=_now()))
+                                                                           finished_at=_now(), claimed_by=None,
+                                                                           lease_until=None))
 
 
 def _column_values(series: pd.Series) -> list:
