@@ -116,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `sim` console script."""
     args = build_parser().parse_args(argv)
     try:
+        cli_guard.early_checks(args, BadInput)  # the --db URL and a report's --out, before heavy imports
         if args.command in ("sweep", "power"):
             run = cli_sweeps.cmd_sweep if args.command == "sweep" else cli_sweeps.cmd_power
             return run(args, BadInput, _command())

@@ -16,6 +16,7 @@ from contextlib import ExitStack, contextmanager
 from typing import Callable, Iterator
 
 from sim.lazy import lazy
+from sim.outputs import not_regular
 from sim.redact import mask, mask_argv
 
 runner, cost = lazy("sim.runs.runner"), lazy("sim.runs.cost")
@@ -124,6 +125,18 @@ def check_cost(batches: list[tuple[int, int, int, int]], n_jobs: int, yes: bool,
     print(e.text(), flush=True)
     if (why := cost.problem(e, yes)) is not None:
         raise bad_input(why)
+
+
+def early_checks(args: argparse.Namespace, bad_input: type[Exception]) -> None:
+    """Checks that need no heavy module, made before one is imported: the --db URL (empty, in-memory,
+    malformed, unsupported: a StoreError) and a report's --out that is a device, pipe or socket."""
+    if hasattr(args, "db"):
+        from sim.runs import store_open
+
+        store_open.parse_url(store_open.resolve_url(args.db))
+    out = getattr(args, "out", None)
+    if args.command == "report" and out is not None and not out.is_dir() and (why := not_regular(out)):
+        raise bad_input(f"{out} {why}; give the name of a regular file, e.g. results/report.html")
 
 
 def _first_line(e: BaseException) -> str:

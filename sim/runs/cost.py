@@ -1,7 +1,8 @@
 """What a batch will cost, known before it starts: runs, agent-days (participants x days), wall time and memory.
 
-`sim run` and `sim sweep` print the estimate; above THRESHOLD_AGENT_DAYS they run only with --yes (or a 'y'
-typed at a terminal), and a request whose runs cannot fit in this machine's memory is refused outright.
+`sim run` and `sim sweep` print the estimate; above THRESHOLD_AGENT_DAYS, or THRESHOLD_SECONDS of work for one
+worker, they run only with --yes (or a 'y' typed at a terminal), and a request whose runs cannot fit in this
+machine's memory is refused outright.
 The speed and memory figures were measured on the project's 2-core machine (see docs/reliability.md);
 they are rough on purpose: the point is to tell minutes from days before a run starts.
 """
@@ -12,7 +13,8 @@ import os
 import sys
 from dataclasses import dataclass
 
-THRESHOLD_AGENT_DAYS = 5e9  # about an hour on one worker: above it, ask for --yes
+THRESHOLD_AGENT_DAYS = 1e9  # ten times the largest shipped job (make sweep, 1e8): above it, ask for --yes
+THRESHOLD_SECONDS = 3600.0  # of work for one worker (many small runs cost time more than agent-days)
 SECONDS_PER_DAY = 6.5e-4  # fixed cost of one simulated day of one run (Python overhead), per worker
 AGENT_DAYS_PER_SECOND = 1.3e6  # the vectorised update's speed on large cohorts, per worker
 BYTES_PER_PERSON = 3_000  # model state, agents and per-person records of one run
@@ -27,6 +29,7 @@ class Estimate:
     runs: int
     agent_days: float
     seconds: float  # wall time, spread over the workers
+    work_seconds: float  # the same work on one worker
     run_bytes: int  # the largest single run
     peak_bytes: int  # runs in flight at once, worker processes included
     jobs: int
@@ -46,7 +49,8 @@ def estimate(batches: list[tuple[int, int, int, int]], jobs: int = 1) -> Estimat
     workers = max(1, min(jobs, runs))
     run_bytes = max((size * (BYTES_PER_PERSON + weeks * BYTES_PER_PERSON_WEEK) for _, size, _, weeks in batches),
                     default=0)
-    return Estimate(runs, agent_days, cpu / workers, run_bytes, workers * (run_bytes + BYTES_PER_WORKER), workers)
+    return Estimate(runs, agent_days, cpu / workers, cpu, run_bytes, workers * (run_bytes + BYTES_PER_WORKER),
+                    workers)
 
 
 def available_memory() -> int | None:
@@ -69,7 +73,7 @@ def problem(e: Estimate, yes: bool, ask=None) -> str | None:
         return (f"{e.text()}; that needs about {_bytes(e.run_bytes)} per run x {e.jobs} at once plus the workers, "
                 f"and this machine has {_bytes(free)} available: use fewer --jobs, a smaller population or fewer "
                 "weeks")
-    if e.agent_days <= THRESHOLD_AGENT_DAYS or yes:
+    if (e.agent_days <= THRESHOLD_AGENT_DAYS and e.work_seconds <= THRESHOLD_SECONDS) or yes:
         return None
     if ask is None and sys.stdin is not None and sys.stdin.isatty() and os.environ.get("SIM_NO_PROMPT") != "1":
         ask = input
@@ -79,8 +83,9 @@ def problem(e: Estimate, yes: bool, ask=None) -> str | None:
                 return None
         except EOFError:
             pass
-    return (f"{e.text()}: more than the {THRESHOLD_AGENT_DAYS:.0e} agent-days that run without asking; pass --yes "
-            "to run it anyway, or lower replicates, arms, population size or weeks")
+    return (f"{e.text()}: more than runs without asking ({THRESHOLD_AGENT_DAYS:.0e} agent-days or "
+            f"{THRESHOLD_SECONDS / 3600:g} h of work for one worker); pass --yes to run it anyway, or lower "
+            "replicates, arms, population size or weeks")
 
 
 def _duration(seconds: float) -> str:

@@ -192,6 +192,9 @@ class Store:
                         raise StoreError(f"no results database at {path} ({self.url}); run `sim run` first, or "
                                          "point --db (or SIM_DB_URL) at an existing store")
                     path.parent.mkdir(parents=True, exist_ok=True)
+                elif not create and path.stat().st_size == 0:
+                    raise StoreError(f"database {self.url!r} holds no results (the file is empty); run `sim run` "
+                                     "first, or point --db (or SIM_DB_URL) at an existing store")
                 elif sqlite_read_only(path):
                     if create:
                         raise StoreError(f"database {self.url!r} is read-only (it or its folder cannot be "
