@@ -269,3 +269,26 @@ def test_a_figure_that_cannot_be_written_is_reported_and_the_other_scenarios_run
     assert p.returncode == 1 and "Traceback" not in p.stderr
     assert "tiny_outcomes.png: is a folder" in p.stderr and "executor" not in p.stderr
     assert (figs / "tiny_b_outcomes.png").is_file()  # the second scenario still ran and drew its figure
+
+
+def test_a_full_disk_while_storing_is_named_as_such_and_loses_nothing(stored, tmp_path):
+    import shutil
+
+    con = sqlite3.connect(stored["db"])
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # all of it in the main file, so that the copy is whole
+    con.close()
+    db = Path(shutil.copy(stored["db"], tmp_path / "s.db"))
+    con = sqlite3.connect(db)
+    done = con.execute("SELECT count(*) FROM runs WHERE status = 'done'").fetchone()[0]
+    con.close()
+    big = write(stored, "big_runs.yaml", TINY.replace("name: tiny", "name: big_runs").replace("size: 30", "size: 3000"))
+    limit = (max(db.stat().st_size, 32 * 1024) + 256 * 1024) // 1024  # a write-ahead log of 256 KB fills the disk
+    p = subprocess.run([*SIM, "run", big, "--db", f"sqlite:///{db}", "--figures", tmp_path / "f"], capture_output=True,
+                       text=True, timeout=TIMEOUT, cwd=stored["tmp"], preexec_fn=_fsize_limit(limit))
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr[-MAX_OUTPUT:]
+    assert "could not write run" in p.stderr and "another process" not in p.stderr
+    assert "full" in p.stderr and "executor" not in p.stderr
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert con.execute("SELECT count(*) FROM runs WHERE status = 'done'").fetchone()[0] == done
+    con.close()
