@@ -170,6 +170,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise BadInput(f"two scenario files share the name {dup!r}; names must be unique within one run")
     _panel_checks(loaded, bool(args.record))
     _writable_folder(args.figures, "--figures")
+    kind = "dask" if args.scheduler else args.executor
+    if not args.parameter_draws:  # before the store is opened (or made): a refused batch leaves no trace
+        cli_guard.check_cost([(len(ls.scenario.arms) * (args.replicates or ls.scenario.replicates),
+                               ls.scenario.population.size, ls.scenario.days, ls.scenario.days // 7)
+                              for ls in loaded], args.jobs if kind != "serial" else 1, args.yes, BadInput)
     db = store.Store(args.db, create=True)
     if not args.allow_changed:
         for ls in loaded:
@@ -181,11 +186,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     "to resume that batch, or pass --allow-changed to run the changed scenario as new runs")
     if args.parameter_draws:
         return 1 if cli_sweeps.run_parameter_draws(loaded, args, BadInput, _command()) else 0
-    kind = "dask" if args.scheduler else args.executor
     command = _command()
-    cli_guard.check_cost([(len(ls.scenario.arms) * (args.replicates or ls.scenario.replicates),
-                           ls.scenario.population.size, ls.scenario.days, ls.scenario.days // 7) for ls in loaded],
-                         args.jobs if kind != "serial" else 1, args.yes, BadInput)
     failures = 0
     with cli_guard.executor(kind, args.jobs, args.scheduler, BadInput) as ex:  # start failures: exit 2
         for ls in loaded:  # a scenario that fails (a file, the store) is reported; the others still run

@@ -80,7 +80,6 @@ def _common(p, db_help: str, positive, scheduler) -> None:
 
 def _execute(sw: sweep_spec.Sweep, args, bad_input, command: str, panel: bool = False, with_base: bool = True):
     """Run the sweep into the store; the store and output folders are checked before anything runs."""
-    db = store.Store(args.db, create=True)
     kind = "dask" if args.scheduler else args.executor
     n = sweep_spec.design_size(sw)
     reps = getattr(args, "replicates", None) or sw.spec.replicates
@@ -90,6 +89,7 @@ def _execute(sw: sweep_spec.Sweep, args, bad_input, command: str, panel: bool = 
     print(f"\n== sweep {sw.name} ({sw.path}): {sw.spec.design} design, {n} points{' + the base scenario' * with_base}"
           f" x {reps} replicates x {arms} arms = {n_all * reps * arms} runs {size}", flush=True)
     cli_guard.check_cost(_cost(sw, n_all * reps * arms), args.jobs if kind != "serial" else 1, args.yes, bad_input)
+    db = store.Store(args.db, create=True)  # after the cost check: a refused sweep leaves no trace
     with cli_guard.executor(kind, args.jobs, args.scheduler, bad_input) as ex:
         out = sweep.run_sweep(sw, db, ex, reps, command=command, executor_name=kind, panel=panel, with_base=with_base)
     print(f"sweep {out.sweep_id}: {out.runs - out.skipped} runs now, {out.skipped} already stored, {out.failed} "

@@ -227,6 +227,9 @@ def test_a_huge_batch_needs_yes_and_says_what_it_costs(stored, old, new):
     path = write(stored, "huge.yaml", text.replace(old, new).replace("weeks: 4", "weeks: 104"))
     out = sim(stored, "run", path, "--db", "{db}")
     assert "agent-days" in out and ("--yes" in out or "available" in out)
+    never = stored["tmp"] / "never.db"
+    sim(stored, "run", path, "--db", f"sqlite:///{never}")
+    assert not never.exists()  # refused before a store is made
 
 
 # ------------------------------------------------------------------ secrets
