@@ -9,7 +9,6 @@ they are rough on purpose: the point is to tell minutes from days before a run s
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass
 
@@ -75,7 +74,7 @@ def problem(e: Estimate, yes: bool, ask=None) -> str | None:
                 "weeks")
     if (e.agent_days <= THRESHOLD_AGENT_DAYS and e.work_seconds <= THRESHOLD_SECONDS) or yes:
         return None
-    if ask is None and sys.stdin is not None and sys.stdin.isatty() and os.environ.get("SIM_NO_PROMPT") != "1":
+    if ask is None and sys.stdin is not None and sys.stdin.isatty():
         ask = input
     if ask is not None:
         try:
