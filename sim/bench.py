@@ -125,22 +125,13 @@ def batch_jobs(loaded, replicates: int) -> dict:
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for jobs in (1, 2):
-            db = store.Store(f"sqlite:///{tmp}/jobs{jobs}.db", create=True) if _store_creates() else \
-                store.Store(f"sqlite:///{tmp}/jobs{jobs}.db")
+            db = store.Store(f"sqlite:///{tmp}/jobs{jobs}.db", create=True)
             with runner.executor("processes", jobs) as pool:
                 out[jobs] = _timed(lambda: batch.run_batch(small, db, pool, replicates))
             db.engine.dispose()
     return {"what": f"a batch of {2 * replicates} runs (200 people x 294 days) stored in SQLite",
             "serial_s": out[1][0], "jobs2_s": out[2][0], "jobs2_share_of_serial": out[2][0] / out[1][0],
             "serial_store_share": out[1][1].store_share}
-
-
-def _store_creates() -> bool:
-    import inspect
-
-    from sim.runs import store
-
-    return "create" in inspect.signature(store.Store).parameters
 
 
 def help_time() -> dict:

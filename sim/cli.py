@@ -7,12 +7,12 @@ import datetime as dt
 import importlib.util
 import json
 import os
-import shlex
 import socket
 import sys
 from pathlib import Path
 
 from sim import cli_defaults as defaults
+from sim import cli_guard, outputs
 from sim.cli_defaults import MAX_REPLICATES
 from sim.lazy import lazy
 
@@ -31,13 +31,7 @@ class BadInput(Exception):
 
 
 def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be 1 or more")
-    return value
+    return cli_guard.whole(text)  # 1 to 2^31 - 1: ids and counts fit every store backend
 
 
 def _replicates(text: str) -> int:
@@ -57,14 +51,7 @@ def _port(text: str) -> int:
     return value
 
 
-def _scheduler(text: str) -> str:
-    """A Dask scheduler address: tcp://host:port (or another Dask protocol, or host:port)."""
-    proto, _, rest = text.rpartition("://")
-    host, _, port = rest.rpartition(":")
-    if not host or not port.isdigit() or (proto and proto not in ("tcp", "tls", "ucx", "inproc", "ws", "wss")):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a scheduler address; expected tcp://host:port, "
-                                         "e.g. tcp://10.0.0.5:8786")
-    return text
+_scheduler = cli_guard.scheduler  # a Dask scheduler address: tcp://host:port, port 1-65535
 
 
 class _Version(argparse.Action):
@@ -84,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run scenarios' arms x replicates, store, summarise and plot")
     run.add_argument("scenarios", nargs="+", type=Path, help="scenario YAML files")
     run.add_argument("--replicates", type=_replicates, help="replicate trials per arm (default: the scenario's)")
-    run.add_argument("--jobs", type=_positive, default=1, help="parallel workers (default 1)")
+    run.add_argument("--jobs", type=cli_guard.jobs, default=1, help="parallel workers (default 1)")
     run.add_argument("--executor", choices=defaults.EXECUTORS, default="processes",
                      help="where runs execute: in this process, local processes (default), or Dask distributed")
     run.add_argument("--scheduler", type=_scheduler,
@@ -95,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--figures", type=Path, default=Path("results/figures"), help="folder for figures")
     run.add_argument("--allow-changed", action="store_true",
                      help="run a scenario file even though it changed since its last batch was interrupted")
+    run.add_argument("--yes", action="store_true",
+                     help="run even when the estimate is above the threshold that asks first (docs/reliability.md)")
     run.add_argument("--parameter-draws", type=_positive, metavar="N",
                      help="run each scenario under N draws of the main uncertain parameters (Latin hypercube over "
                           "their declared ranges) and show intervals with and without parameter uncertainty")
@@ -103,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--targets", type=Path, default=defaults.DEFAULT_TARGETS, help="targets file "
                      f"(default {defaults.DEFAULT_TARGETS})")
     val.add_argument("--replicates", type=_replicates, help="replicates per scenario (default: per target/scenario)")
-    val.add_argument("--jobs", type=_positive, default=1, help="parallel workers (default 1)")
+    val.add_argument("--jobs", type=cli_guard.jobs, default=1, help="parallel workers (default 1)")
     val.add_argument("--executor", choices=defaults.EXECUTORS, default="processes",
                      help="where runs execute: in this process, local processes (default), or Dask distributed")
     val.add_argument("--db", help=db_help)
@@ -153,25 +142,32 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `sim` console script."""
     args = build_parser().parse_args(argv)
     try:
+        cli_guard.early_checks(args, BadInput)  # the --db URL and a report's --out, before heavy imports
         if args.command in ("sweep", "power"):
             run = cli_sweeps.cmd_sweep if args.command == "sweep" else cli_sweeps.cmd_power
             return run(args, BadInput, _command())
         return {"run": cmd_run, "validate": cmd_validate, "export": cmd_export,
                 "report": cmd_report, "bench": cmd_bench, "explore": cmd_explore}[args.command](args)
-    except (BadInput, scenario.ScenarioError, store.StoreError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except metrics.MetricError as e:  # a metric that cannot be computed from what was stored
+    except BadInput as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("\ninterrupted: finished runs are stored; run the same command again to resume.", file=sys.stderr)
         return 130
+    except Exception as e:
+        # a scenario, store or metric error is bad input (exit 2); a failed write or a store that fails
+        # midway is an error (exit 1); both are one line; anything else is a bug and shows its traceback
+        if cli_guard.is_bad_input(e):  # checked without importing a module that did not raise it
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        if (cause := cli_guard.failure(e)) is not None:
+            print(f"error: {cause}", file=sys.stderr)
+            return 1
+        raise
 
 
 def _command() -> str:
-    ours = sys.argv and sys.argv[0].endswith(("sim", "sim/__main__.py", "sim/cli.py"))  # not pytest's argv
-    return shlex.join(["sim", *(sys.argv[1:] if ours else [])])
+    return cli_guard.command_line()  # passwords masked
 
 
 def _writable_folder(folder: Path, option: str) -> None:
@@ -200,7 +196,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise BadInput(f"two scenario files share the name {dup!r}; names must be unique within one run")
     _panel_checks(loaded, bool(args.record))
     _writable_folder(args.figures, "--figures")
-    db = store.Store(args.db)
+    kind = "dask" if args.scheduler else args.executor
+    if not args.parameter_draws:  # before the store is opened (or made): a refused batch leaves no trace
+        cli_guard.check_cost([(len(ls.scenario.arms) * (args.replicates or ls.scenario.replicates),
+                               ls.scenario.population.size, ls.scenario.days, ls.scenario.days // 7)
+                              for ls in loaded], args.jobs if kind != "serial" else 1, args.yes, BadInput)
+    db = store.Store(args.db, create=True)
     if not args.allow_changed:
         for ls in loaded:
             if (row := db.unfinished_other_text(ls)) is not None:
@@ -211,16 +212,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                     "to resume that batch, or pass --allow-changed to run the changed scenario as new runs")
     if args.parameter_draws:
         return 1 if cli_sweeps.run_parameter_draws(loaded, args, BadInput, _command()) else 0
-    kind = "dask" if args.scheduler else args.executor
     command = _command()
     failures = 0
-    try:
-        pool = runner.executor(kind, args.jobs, args.scheduler)
-        with pool as ex:
-            for ls in loaded:
-                failures += _run_one(ls, db, ex, args, kind, command)
-    except OSError as e:  # e.g. a Dask scheduler that cannot be reached
-        raise BadInput(f"executor {kind!r} could not start: {e}") from None
+    with cli_guard.executor(kind, args.jobs, args.scheduler, BadInput) as ex:  # start failures: exit 2
+        for ls in loaded:  # a scenario that fails (a file, the store) is reported; the others still run
+            failures += cli_guard.guarded(str(ls.path), lambda ls=ls: _run_one(ls, db, ex, args, kind, command))
     return 1 if failures else 0
 
 
@@ -256,7 +252,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     _writable_folder(args.out.parent, "--out")
     if args.out.is_dir():
         raise BadInput(f"--out {args.out} is a folder; give a file name such as {args.out / 'validation.md'}")
-    db = store.Store(args.db)
+    for target in (args.out, args.out.with_suffix(".json")):
+        if (why := outputs.not_regular(target)) is not None:
+            raise BadInput(f"--out: {target} {why}; give the name of a regular file")
+    db = store.Store(args.db, create=True)
     need = validation.replicates_needed(targets, args.replicates)
     frames = {}
     with runner.executor(args.executor, args.jobs) as ex:
@@ -275,8 +274,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
               f"{record['model_hash']}); results in `{db.url}`; {record['date'][:10]}. "
               "Simulated values are means over replicate trials with the 2.5 and 97.5 percentiles.")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(validation.table_markdown(result, header))
-    args.out.with_suffix(".json").write_text(json.dumps(record, indent=1))
+    outputs.write_text(args.out, validation.table_markdown(result, header))
+    outputs.write_text(args.out.with_suffix(".json"), json.dumps(record, indent=1))
     print(f"\nwritten: {args.out} (and {args.out.with_suffix('.json').name}, which `sim report` embeds)")
     return 0 if result.passed.all() else 1
 
@@ -309,7 +308,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         if args.batch or args.scenario or args.reference:
             raise BadInput("--sweep reports one sweep; leave out --batch, --scenario and --reference")
         return cli_sweeps.report_stored(args, BadInput)
-    out = args.out or (None if args.figures else report.DEFAULT_OUT)
+    out = args.out or (None if args.figures else defaults.REPORT_OUT)
     try:
         if out is not None:
             report.check_writable(out)

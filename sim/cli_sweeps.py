@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sim import cli_guard, outputs
 from sim.cli_defaults import EXECUTORS
 from sim.lazy import lazy
 from sim.vocabulary import TRAITS
@@ -65,7 +66,7 @@ def add_parsers(sub, db_help: str, positive, replicates, scheduler) -> None:
 
 
 def _common(p, db_help: str, positive, scheduler) -> None:
-    p.add_argument("--jobs", type=positive, default=1, help="parallel workers (default 1)")
+    p.add_argument("--jobs", type=cli_guard.jobs, default=1, help="parallel workers (default 1)")
     p.add_argument("--executor", choices=EXECUTORS, default="processes",
                    help="where runs execute: in this process, local processes (default), or Dask distributed")
     p.add_argument("--scheduler", type=scheduler, help="address of an existing Dask scheduler (implies --executor dask)")
@@ -73,11 +74,12 @@ def _common(p, db_help: str, positive, scheduler) -> None:
     p.add_argument("--figures", type=Path, default=Path("results/figures"),
                    help="folder for the figures (default results/figures)")
     p.add_argument("--out", type=Path, help="HTML report to write (default results/<sweep name>.html)")
+    p.add_argument("--yes", action="store_true",
+                   help="run even when the estimate is above the threshold that asks first (docs/reliability.md)")
 
 
 def _execute(sw: sweep_spec.Sweep, args, bad_input, command: str, panel: bool = False, with_base: bool = True):
     """Run the sweep into the store; the store and output folders are checked before anything runs."""
-    db = store.Store(args.db)
     kind = "dask" if args.scheduler else args.executor
     n = sweep_spec.design_size(sw)
     reps = getattr(args, "replicates", None) or sw.spec.replicates
@@ -86,14 +88,20 @@ def _execute(sw: sweep_spec.Sweep, args, bad_input, command: str, panel: bool = 
             else f"of {sw.base.scenario.population.size} participants")
     print(f"\n== sweep {sw.name} ({sw.path}): {sw.spec.design} design, {n} points{' + the base scenario' * with_base}"
           f" x {reps} replicates x {arms} arms = {n_all * reps * arms} runs {size}", flush=True)
-    try:
-        with runner.executor(kind, args.jobs, args.scheduler) as ex:
-            out = sweep.run_sweep(sw, db, ex, reps, command=command, executor_name=kind, panel=panel, with_base=with_base)
-    except OSError as e:
-        raise bad_input(f"executor {kind!r} could not start: {e}") from None
+    cli_guard.check_cost(_cost(sw, n_all * reps * arms), args.jobs if kind != "serial" else 1, args.yes, bad_input)
+    db = store.Store(args.db, create=True)  # after the cost check: a refused sweep leaves no trace
+    with cli_guard.executor(kind, args.jobs, args.scheduler, bad_input) as ex:
+        out = sweep.run_sweep(sw, db, ex, reps, command=command, executor_name=kind, panel=panel, with_base=with_base)
     print(f"sweep {out.sweep_id}: {out.runs - out.skipped} runs now, {out.skipped} already stored, {out.failed} "
           f"failed; {out.wall_seconds:.1f} s", flush=True)
     return db, out, reps
+
+
+def _cost(sw: sweep_spec.Sweep, runs: int) -> list[tuple[int, int, int, int]]:
+    """The sweep's runs for the cost estimate, at the largest population and length its factors reach."""
+    sc, top = sw.base.scenario, {name: hi for name, (_, hi) in sw.bounds.items()}
+    weeks = int(max(sc.weeks, top.get("weeks", 0)) + max(sc.follow_up_weeks, top.get("follow_up_weeks", 0)))
+    return [(runs, int(max(sc.population.size, top.get("population.size", 0))), 7 * weeks, weeks)]
 
 
 def _outputs(d, db: store.Store, figures: Path, html: Path) -> None:
@@ -213,7 +221,7 @@ def cmd_power(args, bad_input, command: str) -> int:
                              f"{sc.name}: {args.arm} vs {reference} at week {week}")
     paths = plots.save(fig, args.figures / f"{sw.name}_power")
     csv = (args.out or Path("results") / f"{sw.name}.html").with_suffix(".csv")
-    table.to_csv(csv, index=False)
+    outputs.write_with(csv, lambda tmp: table.to_csv(tmp, index=False))
     print(f"\nfigure: {paths[0]} (and .svg)\ntable:  {csv}\nresults: {db.url} (sweep {out.sweep_id})")
     return 1 if out.failed else 0
 
@@ -228,7 +236,8 @@ def export_sweep(db: store.Store, sweep_id: int, out: Path, fmt: str) -> list[Pa
     paths = []
     for name, df in (("sweep_points", table), ("sweep_outcomes", values)):
         path = out / f"{name}.{fmt}"
-        df.to_parquet(path, index=False) if fmt == "parquet" else df.to_csv(path, index=False)
+        outputs.write_with(path, lambda tmp, df=df: df.to_parquet(tmp, index=False) if fmt == "parquet"
+                           else df.to_csv(tmp, index=False))
         paths.append(path)
     return paths
 

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from sim.schema import Fraction, Strict, TraitName
+from sim.schema import Fraction, Name, Strict, TraitName
 
 
 class Prescription(Strict):
@@ -48,7 +48,7 @@ class SelfManagement(Strict):
 
 
 class Medication(Strict):
-    name: str = "antidepressant"
+    name: Name = "antidepressant"
     effect: Annotated[float | None, Field(ge=0, le=0.7)] = None
     adherence: Fraction = 0.8
     continue_after: bool = False
@@ -56,7 +56,7 @@ class Medication(Strict):
 
 class Placebo(Strict):
     """A pill with no drug in it: its expectancy effect, visits aside (contact is a separate component)."""
-    name: str = "placebo"
+    name: Name = "placebo"
     adherence: Fraction = 0.8
     continue_after: bool = False
 

@@ -7,7 +7,7 @@ from typing import Annotated
 import numpy as np
 from pydantic import Field, model_validator
 
-from sim.schema import Strict, TraitName, first_repeat
+from sim.schema import Name, Strict, TraitName, TraitPair, first_repeat
 from sim.vocabulary import TRAITS
 
 
@@ -45,12 +45,12 @@ def trait_bounds(trait: str, spec: TraitSpec, scale_max: float) -> tuple[float, 
 
 
 class Correlation(Strict):
-    between: tuple[TraitName, TraitName]
+    between: TraitPair
     r: Annotated[float, Field(ge=-0.95, le=0.95)]
 
 
 class Subgroup(Strict):
-    name: str
+    name: Name
     share: Annotated[float, Field(gt=0, le=1)]
     traits: dict[TraitName, TraitSpec] = {}
 
@@ -62,7 +62,7 @@ class Population(Strict):
         Correlation(between=("baseline_severity", "reward_sensitivity"), r=-0.3),
         Correlation(between=("baseline_severity", "cognitive_control"), r=-0.25),
     ]
-    subgroups: list[Subgroup] = []
+    subgroups: Annotated[list[Subgroup], Field(max_length=50)] = []
 
     @model_validator(mode="after")
     def _shares(self) -> "Population":

@@ -49,11 +49,18 @@ from sim.population_spec import (  # noqa: F401
     trait_bounds,
 )
 from sim.schema import (  # noqa: F401
+    MAX_ARMS,
+    MAX_EXTENDS,
+    MAX_NAME,
     MAX_REPLICATES,
+    MAX_SEED,
     NO_VALUE,
+    FloatPair,
     Fraction,
+    Name,
     ScenarioError,
     Strict,
+    Text,
     TraitName,
     first_repeat,
     read_yaml,
@@ -138,7 +145,7 @@ class MetricArgs(Strict):
 
 class MetricCall(MetricArgs):
     """A metric call with an acceptance band (scenario checks and validation targets)."""
-    accept: tuple[float, float]
+    accept: FloatPair
 
     @model_validator(mode="after")
     def _band(self) -> "MetricCall":
@@ -148,24 +155,25 @@ class MetricCall(MetricArgs):
 
 
 class Check(MetricCall):
-    id: str
-    source: str = ""
+    id: Name
+    source: Text = ""
     filled_in: ClassVar[tuple[str, ...]] = ("reference",)
 
 
 class Scenario(Strict):
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=80)]
-    description: str = ""
-    seed: Annotated[int, Field(ge=0)]
+    name: Name
+    description: Text = ""
+    seed: Annotated[int, Field(ge=0, le=MAX_SEED)]
     replicates: Annotated[int, Field(ge=1, le=MAX_REPLICATES)] = 10
     weeks: Annotated[int, Field(ge=1, le=104)]
     follow_up_weeks: Annotated[int, Field(ge=0, le=156)] = 0
     population: Population = Population()
     outcomes: Outcomes = Outcomes()
-    arms: Annotated[dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_]+$")], Arm], Field(min_length=1)]
+    arms: Annotated[dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_]+$", max_length=MAX_NAME)], Arm],
+                    Field(min_length=1, max_length=MAX_ARMS)]
     reference_arm: str | None = None
     parameters: dict[str, StrictFloat | StrictInt] = {}
-    checks: list[Check] = []
+    checks: Annotated[list[Check], Field(max_length=200)] = []
 
     @property
     def days(self) -> int:
@@ -200,6 +208,9 @@ def error_from_pydantic(file: str | Path, data: Any, exc: ValidationError) -> Sc
     ctx = err.get("ctx") or {}
     # point at the key itself when the error is about one key of a mapping
     loc, value = _walk(data, (*err["loc"], ctx["key"]) if "key" in ctx else err["loc"])
+    if err["type"] in ("int_type", "float_type", "bool_type") and isinstance(value, str):
+        msg += (" (this is text: write numbers unquoted, and true or false for yes/no; YAML 1.1 forms such as "
+                "1:30, 1_000 or on are text here)")
     return ScenarioError(file, _loc(loc) or "(top level)", NO_VALUE if err["type"] == "unknown_key" else value, msg)
 
 
@@ -355,20 +366,29 @@ def follow_up_of(s: Scenario, name: str) -> Components | None:
 
 
 def _resolve_extends(s: Scenario) -> dict[str, Components]:
+    """Each arm's components with its `extends` chain merged in; iterative, refusing cycles (shown) and chains
+    longer than MAX_EXTENDS arms."""
     resolved: dict[str, Components] = {}
-
-    def get(name: str, chain: tuple[str, ...]) -> Components:
-        if name in chain:
-            raise _Bad(f"arms.{name}.extends", s.arms[name].extends,
-                       f"arms extend each other in a cycle ({' -> '.join(chain + (name,))})")
-        if name not in resolved:
+    depth: dict[str, int] = {}
+    for start in s.arms:
+        chain = [start]
+        while (parent := s.arms[chain[-1]].extends) is not None and parent not in resolved:
+            if parent in chain:
+                cycle = chain[chain.index(parent):] + [parent]
+                shown = " -> ".join(cycle) if len(cycle) <= 8 else " -> ".join([*cycle[:4], "…", *cycle[-3:]])
+                raise _Bad(f"arms.{parent}.extends", s.arms[parent].extends,
+                           f"arms extend each other in a cycle of {len(cycle) - 1} ({shown})")
+            chain.append(parent)
+        for name in reversed(chain):
+            if name in resolved:
+                continue
             arm = s.arms[name]
             own = Components(**{k: getattr(arm, k) for k in COMPONENTS})
-            resolved[name] = get(arm.extends, chain + (name,)).merged(own) if arm.extends else own
-        return resolved[name]
-
-    for name in s.arms:
-        get(name, ())
+            depth[name] = 1 + (depth[arm.extends] if arm.extends else 0)
+            if depth[name] > MAX_EXTENDS:
+                raise _Bad(f"arms.{name}.extends", arm.extends, f"a chain of more than {MAX_EXTENDS} arms through "
+                           f"extends; at most {MAX_EXTENDS} arms may build on each other")
+            resolved[name] = resolved[arm.extends].merged(own) if arm.extends else own
     return resolved
 
 

@@ -8,15 +8,27 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from sim import inputs
 from sim.cli_defaults import MAX_REPLICATES  # noqa: F401 - re-exported
 from sim.vocabulary import TRAITS
 
 TraitName = Literal[TRAITS]  # type: ignore[valid-type]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
+MAX_NAME = 80  # characters: names are stored in varchar(80) columns and drawn in figures
+# a name that fits every store backend and figure: letters, digits, '_', '.', '-' (no spaces, '$' or NUL)
+Name = Annotated[str, Field(pattern=NAME_PATTERN, min_length=1, max_length=MAX_NAME)]
+MAX_TEXT = 20_000  # characters of free text (descriptions, sources, findings)
+Text = Annotated[str, Field(max_length=MAX_TEXT)]
+MAX_SEED = 2**64 - 1  # seeds are 0 to 2^64 - 1
+MAX_ARMS = 50  # arms in one scenario
+MAX_EXTENDS = 10  # arms in one chain of `extends` (a extends b extends c ...)
+# pairs written as YAML lists: strict types would refuse a list for a tuple (the items stay strict)
+FloatPair = Annotated[tuple[float, float], Field(strict=False)]
+TraitPair = Annotated[tuple[TraitName, TraitName], Field(strict=False)]
 
 
 def first_repeat(items: list) -> Any | None:
@@ -34,8 +46,11 @@ class ScenarioError(Exception):
 
     def __init__(self, file: str | Path, field: str, value: Any, allowed: str):
         self.file, self.field, self.value, self.allowed = str(file), field, value, allowed
-        where = f"{self.file}: {field}" if field else self.file
-        shown = ": " if value is NO_VALUE else f": got {value!r}; "
+        shown_field = field if len(field) <= 2 * inputs.SHOWN else field[:2 * inputs.SHOWN] + "…"
+        where = f"{self.file}: {shown_field}" if field else self.file
+        shown = ": " if value is NO_VALUE else f": got {inputs.short_repr(value)}; "
+        if len(allowed) > MAX_ALLOWED:  # a list of names, say: the message stays a line or two
+            allowed = allowed[:MAX_ALLOWED] + "…"
         super().__init__(f"{where}{shown}{allowed}")
 
     def __reduce__(self):  # so that an error raised in a worker process reaches the caller intact
@@ -43,6 +58,7 @@ class ScenarioError(Exception):
 
 
 NO_VALUE = object()
+MAX_ALLOWED = 600  # characters of the "what is allowed" part of an error message
 
 
 def _allows_bool(annotation: Any) -> bool:
@@ -50,9 +66,10 @@ def _allows_bool(annotation: Any) -> bool:
 
 
 class Strict(BaseModel):
-    """Base for scenario sections: unknown keys are refused with the list of allowed ones."""
+    """Base for scenario sections: unknown keys are refused with the list of allowed ones, and types are
+    strict: a quoted number ('200') is text, not a number (a list for a pair is fine: `FloatPair`)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -69,46 +86,11 @@ class Strict(BaseModel):
 
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """Safe YAML loader that refuses a key repeated in one mapping (plain YAML keeps the last silently)."""
-
-
-def _unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    first: dict = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        try:
-            if key in first:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (first at line {first[key].line + 1}); each key may "
-                    "appear once in a mapping", key_node.start_mark)
-            first[key] = key_node.start_mark
-        except TypeError:  # an unhashable key: SafeLoader refuses it itself
-            pass
-    return loader.construct_mapping(node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
-
-
 def read_yaml(path: str | Path, what: str = "file") -> tuple[str, Any]:
-    """The text of a YAML file and its data; a ScenarioError for a missing, unreadable or malformed file."""
-    path = Path(path)
+    """The text of a YAML file and its data, read safely (sim.inputs: size cap, regular files, nesting,
+    aliases, tags, YAML 1.2 types); a ScenarioError for a missing, unreadable, refused or malformed file."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScenarioError(path, "", NO_VALUE, f"{what} not found") from None
-    except IsADirectoryError:
-        raise ScenarioError(path, "", NO_VALUE, f"is a folder, not a {what}") from None
-    except UnicodeDecodeError as e:
-        raise ScenarioError(path, "", NO_VALUE, f"not UTF-8 text (byte {e.start}); save the {what} as UTF-8") from None
-    except OSError as e:
-        raise ScenarioError(path, "", NO_VALUE, f"cannot read the {what} ({e.strerror or e})") from None
-    try:
-        return text, yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ScenarioError(path, where, NO_VALUE, f"malformed YAML: {problem}") from None
-
+        text = inputs.read_text(path, what)
+        return text, inputs.load_yaml(text, path)
+    except inputs.InputError as e:
+        raise ScenarioError(path, e.where, NO_VALUE, e.allowed) from None

@@ -21,14 +21,16 @@ import pandas as pd
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from sim import parameters
+from sim import inputs, parameters
 from sim.scenario import (
     MAX_REPLICATES,
+    MAX_SEED,
     NO_VALUE,
     LoadedScenario,
     MetricArgs,
     ScenarioError,
     Strict,
+    Text,
     error_from_pydantic,
     first_repeat,
     load,
@@ -64,7 +66,7 @@ class Distribution(Strict):
 
 class Factor(Strict):
     name: Annotated[str, Field(min_length=1, max_length=200)]
-    range: tuple[float, float] | None = None
+    range: Annotated[tuple[float, float] | None, Field(strict=False)] = None
     values: Annotated[list[float] | None, Field(min_length=1, max_length=1000)] = None
     distribution: Distribution | None = None
     levels: Annotated[int | None, Field(ge=2, le=100)] = None  # grid: evenly spaced values across the range
@@ -87,13 +89,13 @@ class Outcome(MetricArgs):
 
 class SweepFile(Strict):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=60)]
-    description: str = ""
-    base: str
+    description: Text = ""
+    base: Annotated[str, Field(max_length=4096)]
     design: Literal[DESIGNS]  # type: ignore[valid-type]
     samples: Annotated[int | None, Field(ge=1, le=100_000)] = None
     levels: Annotated[int, Field(ge=2, le=100)] = 4
     replicates: Annotated[int, Field(ge=1, le=MAX_REPLICATES)] = 4
-    seed: Annotated[int, Field(ge=0)] = 0
+    seed: Annotated[int, Field(ge=0, le=MAX_SEED)] = 0
     factors: Annotated[list[Factor], Field(min_length=1, max_length=200)]
     outcomes: Annotated[list[Outcome], Field(min_length=1, max_length=50)]
 
@@ -104,7 +106,7 @@ class Sweep:
     def __init__(self, spec: SweepFile, path: Path, text: str, base: LoadedScenario):
         self.spec, self.path, self.text, self.base = spec, path, text, base
         self.sha256 = hashlib.sha256((text + "\0" + base.text).encode()).hexdigest()
-        self._data = yaml.safe_load(base.text)
+        self._data = inputs.load_yaml(base.text, base.path)
         self.kinds = {f.name: _kind(f.name) for f in spec.factors}
         self.bounds: dict[str, tuple[float, float]] = {}
         self.integer: dict[str, bool] = {}

@@ -258,7 +258,7 @@ def test_a_run_records_assessments_sessions_and_measured_traits(tiny):
 
 
 def test_assessments_round_trip_through_the_store(tiny, tmp_path):
-    db = store.Store(f"sqlite:///{tmp_path / 'r.db'}")
+    db = store.Store(f"sqlite:///{tmp_path / 'r.db'}", create=True)
     sid = db.add_scenario(tiny)
     bid = db.start_batch(sid, 1)
     rec = runner.run_task(tiny, runner.Task("exercise", 0))
@@ -290,9 +290,9 @@ def test_a_store_at_revision_0004_is_upgraded_keeping_its_rows(tiny, tmp_path):
         c.exec_driver_sql(f"INSERT INTO participants (run_id, pid, baseline_severity) VALUES ({rid}, 0, 20.0)")
         c.exec_driver_sql(f"INSERT INTO participant_weeks (run_id, pid, week, severity) VALUES ({rid}, 0, 0, 20.0)")
     eng.dispose()
-    db = store.Store(url)
+    db = store.Store(url, create=True)
     with db.engine.connect() as c:
-        assert c.exec_driver_sql("select version_num from alembic_version").scalar_one() == "0005"
+        assert c.exec_driver_sql("select version_num from alembic_version").scalar_one() == "0006"
         row = c.execute(sa.select(store.participants)).one()
         assert row.baseline_severity == 20.0 and row.age is None and row.measured_fitness is None
         assert c.execute(sa.select(store.participant_weeks.c.sessions)).scalar_one() is None

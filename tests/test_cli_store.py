@@ -79,7 +79,7 @@ def test_more_replicates_runs_only_the_new_ones(tiny, tmp_path, capsys):
 
 def test_stored_records_round_trip(tiny, tmp_path):
     loaded = scenario.load(tiny)
-    db = store.Store(f"sqlite:///{tmp_path / 'r.db'}")
+    db = store.Store(f"sqlite:///{tmp_path / 'r.db'}", create=True)
     sid = db.add_scenario(loaded)
     bid = db.start_batch(sid, 1)
     rec = runner.run_task(loaded, runner.Task("exercise", 0))

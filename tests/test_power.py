@@ -33,7 +33,7 @@ def swept(tmp_path_factory):
     folder = tmp_path_factory.mktemp("power")
     loaded = _scenario(folder)
     sw = power.power_sweep(loaded, "exercise", "usual_care", SIZES, REPLICATES)
-    db = store.Store(f"sqlite:///{folder}/p.db")
+    db = store.Store(f"sqlite:///{folder}/p.db", create=True)
     with runner.executor("serial") as ex:
         out = run_sweep(sw, db, ex)
     assert out.failed == 0

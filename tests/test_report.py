@@ -154,7 +154,7 @@ def test_unwritable_out_path_exits_2(stored, tmp_path, capsys):
 
 def test_empty_store_exits_2(tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'empty.db'}"
-    store.Store(url)
+    store.Store(url, create=True)
     code, _, _, se = _report(capsys, url, tmp_path / "r.html")
     assert code == 2 and "no batches" in se
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -108,6 +109,9 @@ def test_two_processes_on_one_sqlite_file(scen, tmp_path):
     assert len(t["runs"]) == 12 and (t["runs"].status == "done").all()
     assert len(t["participants"]) == 12 * 300
     assert not t["participants"].duplicated(["arm", "replicate", "pid"]).any()
+    # and no run was computed twice: each process leaves the runs the other has claimed to it
+    computed = [int(re.search(r"(\d+) runs now", out).group(1)) for out, _ in outs]
+    assert sum(computed) == 12, computed
     whole = f"sqlite:///{tmp_path / 'whole.db'}"
     assert _sim("run", scen, "--db", whole, "--figures", tmp_path).returncode == 0
     pd.testing.assert_frame_equal(_tables(whole)["participants"], t["participants"], check_dtype=False)
@@ -117,7 +121,7 @@ def test_dask_batch_survives_a_killed_worker(scen, tmp_path):
     pytest.importorskip("distributed")
     loaded = scenario.load(scen)
     url = f"sqlite:///{tmp_path / 'dask.db'}"
-    db = store.Store(url)
+    db = store.Store(url, create=True)
     killed: list[int] = []
     with runner.executor("dask", jobs=2) as ex:
         pids = ex._client.run(os.getpid)  # worker address -> process id
@@ -147,7 +151,7 @@ def test_dask_batch_survives_a_killed_worker(scen, tmp_path):
 def test_in_process_batch_stores_each_stack_before_the_next_starts(scen, tmp_path, monkeypatch):
     loaded = scenario.load(scen)
     url = f"sqlite:///{tmp_path / 'serial.db'}"
-    db = store.Store(url)
+    db = store.Store(url, create=True)
     real, sizes = runner.run_pairs, []
 
     def run_pairs(pairs, panel=False):

@@ -58,7 +58,7 @@ def _count(db: store.Store, table: sa.Table) -> int:
 
 
 def test_round_trip_is_exact(db_url, tiny):
-    db = store.Store(db_url)
+    db = store.Store(db_url, create=True)
     sid = db.add_scenario(tiny)
     bid = db.start_batch(sid, 1)
     rec = runner.run_task(tiny, runner.Task("exercise", 1))
@@ -77,7 +77,7 @@ def test_round_trip_is_exact(db_url, tiny):
 
 
 def test_saving_a_run_twice_stores_it_once(db_url, tiny):
-    db = store.Store(db_url)
+    db = store.Store(db_url, create=True)
     sid = db.add_scenario(tiny)
     bid = db.start_batch(sid, 1)
     rec = runner.run_task(tiny, runner.Task("usual_care", 0))
@@ -89,7 +89,7 @@ def test_saving_a_run_twice_stores_it_once(db_url, tiny):
 
 
 def test_failed_run_is_retried_and_replaced(db_url, tiny):
-    db = store.Store(db_url)
+    db = store.Store(db_url, create=True)
     sid = db.add_scenario(tiny)
     bid = db.start_batch(sid, 1)
     rec = runner.run_task(tiny, runner.Task("exercise", 0))
@@ -111,7 +111,7 @@ def test_cli_run_on_each_backend(db_url, tiny, tmp_path, capsys):
 
 
 def test_database_from_newer_code_is_refused_untouched(db_url, tiny, tmp_path, capsys):
-    db = store.Store(db_url)
+    db = store.Store(db_url, create=True)
     db.add_scenario(tiny)
     with db.engine.begin() as c:
         c.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
@@ -146,7 +146,7 @@ def test_scenario_changed_since_an_interrupted_batch(tmp_path, capsys):
     path = tmp_path / "tiny_store.yaml"
     path.write_text(TINY)
     url = f"sqlite:///{tmp_path / 's.db'}"
-    db = store.Store(url)
+    db = store.Store(url, create=True)
     db.start_batch(db.add_scenario(scenario.load(path)), 2)  # a batch that never finished
     path.write_text(TINY.replace("size: 25", "size: 26"))
     code = cli.main(["run", str(path), "--db", url, "--figures", str(tmp_path)])
@@ -159,7 +159,7 @@ def test_scenario_changed_since_an_interrupted_batch(tmp_path, capsys):
 def test_migrations_build_exactly_the_declared_schema(db_url):
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
-    db = store.Store(db_url)
+    db = store.Store(db_url, create=True)
     with db.engine.connect() as c:
         assert compare_metadata(MigrationContext.configure(c), store.metadata) == []
 
@@ -173,7 +173,7 @@ def test_an_older_database_is_upgraded_keeping_its_rows(db_url, tiny):
         c.execute(store.scenarios.insert().values(name="old", sha256="0" * 64, path="old.yaml", text="name: old",
                                                   created_at=sa.func.now()))
     eng.dispose()
-    db = store.Store(db_url)  # migrates to head
+    db = store.Store(db_url, create=True)  # migrates to head
     with db.engine.connect() as c:
         head = ScriptDirectory(str(store.MIGRATIONS)).get_current_head()
         assert c.exec_driver_sql("select version_num from alembic_version").scalar_one() == head != "0001"

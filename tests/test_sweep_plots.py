@@ -82,7 +82,7 @@ def stored(tmp_path_factory):
     """Each tiny sweep run once into one store: {design: SweepData}, the store and the sweep ids."""
     tmp = tmp_path_factory.mktemp("sweeps")
     (tmp / "base.yaml").write_text(BASE)
-    db = store.Store(f"sqlite:///{tmp}/s.db")
+    db = store.Store(f"sqlite:///{tmp}/s.db", create=True)
     ids = {}
     with runner.executor("serial") as ex:
         for design, text in SWEEPS.items():

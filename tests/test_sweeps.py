@@ -73,7 +73,7 @@ def _count(url: str, table: str) -> int:
 def morris_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("morris")
     sw = sweep_spec.load_sweep(write(tmp, MORRIS))
-    db = store.Store(f"sqlite:///{tmp / 's.db'}")
+    db = store.Store(f"sqlite:///{tmp / 's.db'}", create=True)
     with runner.executor("serial") as ex:
         out = run_sweep(sw, db, ex)
     return sw, db, out
@@ -156,7 +156,7 @@ def test_sweep_resumes_after_kill_9(tmp_path):
     whole = f"sqlite:///{tmp_path / 'whole.db'}"
     sw = sweep_spec.load_sweep(path)
     with runner.executor("serial") as ex:
-        run_sweep(sw, store.Store(whole), ex)
+        run_sweep(sw, store.Store(whole, create=True), ex)
     a = results.sweep_results(store.Store(whole), 1).participants.sort_values(["point", "arm", "replicate", "pid"])
     b = results.sweep_results(store.Store(cut), 1).participants.sort_values(["point", "arm", "replicate", "pid"])
     pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
@@ -214,7 +214,7 @@ def test_sobol_design_has_saltelli_size_and_indices(tmp_path):
             "factors": MORRIS["factors"][:2]}
     sw = sweep_spec.load_sweep(write(tmp_path, spec))
     assert sweep_spec.design_size(sw) == 8 * (2 + 2) == len(sweep_spec.design_points(sw))
-    db = store.Store(f"sqlite:///{tmp_path / 's.db'}")
+    db = store.Store(f"sqlite:///{tmp_path / 's.db'}", create=True)
     with runner.executor("serial") as ex:
         out = run_sweep(sw, db, ex)
     stored, res = sweeps.stored(db, out.sweep_id)

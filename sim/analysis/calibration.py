@@ -25,7 +25,7 @@ import pandas as pd
 import yaml
 
 # The free parameters and their search ranges (inside each parameter's plausible range).
-from sim import parameters, scenario
+from sim import inputs, parameters, scenario
 from sim.analysis import metrics, validation
 from sim.runs import provenance, runner
 
@@ -59,7 +59,7 @@ FREE = {k: r for stage in STAGES.values() for k, r in stage["free"].items()}
 
 def with_parameters(loaded: scenario.LoadedScenario, values: dict[str, float]) -> scenario.LoadedScenario:
     """The scenario with parameter overrides added (its own overrides win)."""
-    data = yaml.safe_load(loaded.text)
+    data = inputs.load_yaml(loaded.text, loaded.path)
     data["parameters"] = {**values, **(data.get("parameters") or {})}
     s, arms = scenario.parse(data, loaded.path)
     return scenario.LoadedScenario(scenario=s, path=loaded.path, text=yaml.safe_dump(data),

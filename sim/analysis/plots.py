@@ -12,12 +12,14 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display needed
+matplotlib.rcParams["text.parse_math"] = False  # labels are drawn as plain text: a '$' in a name is a '$'
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.layout_engine import ConstrainedLayoutEngine  # noqa: E402
 
+from sim import outputs  # noqa: E402
 from sim.analysis import metrics  # noqa: E402
 
 PANEL_MISSING = ("needs the per-participant weekly panel, which these runs did not record "
@@ -370,6 +372,8 @@ def save(fig: Figure, path: Path) -> list[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     stem = path.name.removesuffix(".png").removesuffix(".svg")  # names may hold dots: never with_suffix
     out = [path.with_name(stem + ".png"), path.with_name(stem + ".svg")]
+    for p in out:
+        outputs.check_target(p)  # savefig would write into a pipe or device, or fail on a folder
     fig.savefig(out[0], dpi=130)
     fig.savefig(out[1])
     plt.close(fig)

@@ -29,6 +29,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
+from sim import outputs, redact
 from sim.analysis import metrics, plots
 from sim.analysis.report_sections import (  # noqa: F401 - the report API, re-exported
     ReportError,
@@ -198,7 +199,7 @@ def provenance_table(s: Section) -> str:
         ("scenario text sha256", f"<code>{s.res.sha256}</code>"),
         ("scenario seed; replicate seeds", f"{s.scenario.seed}; {esc(comma_list(seeds)) or '–'}"),
         ("batch reported", batch),
-        ("command", f"<code>{esc(b.get('command') or '–')}</code> (executor {esc(b.get('executor') or '–')}, "
+        ("command", f"<code>{esc(redact.mask(b.get('command') or '–'))}</code> (executor {esc(b.get('executor') or '–')}, "
                     f"record {esc(b.get('record') or 'endpoints only')})"),
         ("batches that stored the runs shown", ", ".join(map(str, used)) or "–"),
         ("all batches of this scenario text", every),
@@ -519,6 +520,8 @@ def check_writable(out: Path) -> None:
     """ReportError unless `out` can be written as a file (its folder is made if missing)."""
     if out.is_dir():
         raise ReportError(f"{out} is a folder; give a file name, e.g. {out / 'report.html'}")
+    if (why := outputs.not_regular(out)) is not None:  # never rename over /dev/full or a pipe
+        raise ReportError(f"{out} {why}; give the name of a regular file, e.g. results/report.html")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -528,13 +531,7 @@ def check_writable(out: Path) -> None:
 
 
 def write(text: str, out: Path) -> Path:
-    """Write the report to `out` (through a temporary file, so a failed write leaves any old report whole)."""
+    """Write the report to `out` (through a temporary file, so a failed write leaves any old report whole);
+    a failed write is an OSError naming `out`."""
     check_writable(out)
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(out)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise ReportError(f"cannot write {out}: {e.strerror or e}") from None
-    return out
+    return outputs.write_text(out, text)

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-import yaml
 
+from sim import inputs
 from sim.runs import provenance, results
 from sim.runs import store as st
 from sim.scenario import Scenario, ScenarioError, parse
@@ -120,8 +120,8 @@ def with_reference(sections: list[Section], arm: str) -> list[Section]:
 def section(db: st.Store, batch: dict) -> Section:
     """The report section of one batch row (as _latest_batch returns it)."""
     try:
-        sc, _ = parse(yaml.safe_load(batch["text"]), batch["path"])
-    except (ScenarioError, yaml.YAMLError) as e:
+        sc, _ = parse(inputs.load_yaml(batch["text"], batch["path"]), batch["path"])
+    except (ScenarioError, inputs.InputError) as e:
         raise ReportError(f"the stored text of scenario {batch['name']!r} (sha256 {batch['sha256'][:10]}) does not "
                           f"validate with this code: {e}") from None
     mh = results.batch_model_hash(db, batch["id"])

@@ -12,8 +12,8 @@ import math
 
 import numpy as np
 import pandas as pd
-import yaml
 
+from sim import inputs
 from sim.analysis import metrics
 from sim.runs.results import SweepResults
 from sim.runs.sweep import BASE_POINT
@@ -28,8 +28,8 @@ class SweepAnalysisError(ValueError):
 
 def from_store(text: str, base_text: str, path: str = "<stored sweep>") -> Sweep:
     """Rebuild a stored sweep from its file text and its base point's scenario text."""
-    spec = SweepFile.model_validate(yaml.safe_load(text))
-    data = yaml.safe_load(base_text)
+    spec = SweepFile.model_validate(inputs.load_yaml(text, path))
+    data = inputs.load_yaml(base_text, path)
     s, arms = parse(data, path)
     return check(spec, path, text, LoadedScenario(scenario=s, path=path, text=base_text, sha256="stored", arms=arms))
 

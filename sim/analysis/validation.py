@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 import pandas as pd
 from pydantic import Field, ValidationError
 
+from sim import inputs
 from sim.analysis import metrics
 from sim.cli_defaults import DEFAULT_TARGETS  # noqa: F401 - re-exported
 from sim.runs import provenance
@@ -27,6 +28,7 @@ from sim.scenario import (
     MetricCall,
     ScenarioError,
     Strict,
+    Text,
     error_from_pydantic,
     first_repeat,
     load,
@@ -38,9 +40,9 @@ from sim.vocabulary import analysis_of
 
 class Target(MetricCall):
     id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
-    finding: str = ""
-    source: str = ""
-    scenario: str
+    finding: Text = ""
+    source: Text = ""
+    scenario: Annotated[str, Field(max_length=4096)]
     published: float | Literal["positive", "negative"]
     replicates: Annotated[int | None, Field(ge=1, le=MAX_REPLICATES)] = None
 
@@ -146,8 +148,10 @@ def read_record(path: Path) -> dict | None:
     if not path.exists():
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
+        data = json.loads(inputs.read_text(path, "validation record"))
+    except inputs.InputError as e:
+        raise ScenarioError(path, "", NO_VALUE, e.allowed) from None
+    except (OSError, ValueError, RecursionError) as e:
         raise ScenarioError(path, "", NO_VALUE, f"not a readable `sim validate` record ({e.__class__.__name__}: "
                             f"{e}); run `sim validate` again to rewrite it") from None
     if not (isinstance(data, dict) and isinstance(data.get("rows"), list)):

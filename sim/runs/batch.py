@@ -11,7 +11,7 @@ from functools import partial
 
 from tqdm import tqdm
 
-from sim.runs import runner, store
+from sim.runs import claims, runner, store
 from sim.scenario import LoadedScenario
 
 
@@ -101,14 +101,20 @@ def run_batches(loaded: list[LoadedScenario], db: store.Store, executor: Executo
     failed, store_seconds = [0] * len(loaded), [0.0] * len(loaded)
     progress = Progress(label or loaded[0].scenario.name, len(pending))
     # pending runs go out in stacks (a sweep's points together when they share their structure), each
-    # advanced together by one worker
-    workers, groups = runner.workers_of(executor), {}
-    for i, t in pending:
-        groups.setdefault(runner.structure(loaded[i]), []).append((i, t))
-    items = [({i: loaded[i] for i, _ in stack}, stack)
-             for group in groups.values() for stack in runner.stacks(group, workers, stack_runs)]
+    # advanced together by one worker; runs another process is computing are left to it (sim.runs.claims),
+    # then waited for
+    workers = runner.workers_of(executor)
+
+    def stacked(pairs: list) -> list:
+        groups: dict = {}
+        for i, t in pairs:
+            groups.setdefault(runner.structure(loaded[i]), []).append((i, t))
+        return [({i: loaded[i] for i, _ in stack}, stack)
+                for group in groups.values() for stack in runner.stacks(group, workers, stack_runs)]
+
+    held = claims.Claims(db, keys, scenario_ids, batch_ids, [ls.scenario.seed for ls in loaded]).start()
     try:
-        for (_, stack), fut in runner.as_finished(executor, partial(_run_item, panel=panel), items):
+        for (_, stack), fut in held.as_finished(executor, partial(_run_item, panel=panel), pending, stacked, panel):
             try:
                 recs = fut.result()
             except Exception as e:  # noqa: BLE001 - a failed stack's runs are stored as failed and reported
@@ -127,7 +133,8 @@ def run_batches(loaded: list[LoadedScenario], db: store.Store, executor: Executo
                 progress.update(failed=recs is None)
     finally:
         progress.close()
+        held.release()
     wall = time.perf_counter() - start
     db.finish_batches(batch_ids, wall, store_seconds)
-    return [BatchOutcome(b, total, skipped, f, wall, s)
-            for b, (total, skipped), f, s in zip(batch_ids, totals, failed, store_seconds)]
+    return [BatchOutcome(b, total, skipped + elsewhere, f, wall, s) for b, (total, skipped), f, s, elsewhere
+            in zip(batch_ids, totals, failed, store_seconds, held.done_elsewhere)]

@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 import sqlalchemy as sa
 
+from sim import outputs
 from sim.runs import provenance
 from sim.runs import store as st
 
@@ -136,7 +137,8 @@ def export(db: st.Store, out: Path, fmt: str, scenario: str | None = None) -> li
     paths = []
     for name, df in frames.items():
         path = out / f"{name}.{fmt}"
-        df.to_parquet(path, index=False) if fmt == "parquet" else df.to_csv(path, index=False)
+        outputs.write_with(path, lambda tmp, df=df: df.to_parquet(tmp, index=False) if fmt == "parquet"
+                           else df.to_csv(tmp, index=False))
         paths.append(path)
     return paths
 

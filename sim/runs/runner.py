@@ -15,7 +15,7 @@ from sim.cli_defaults import EXECUTORS
 from sim.model import population
 from sim.model.model import AdherenceModel
 from sim.model.stack import Stack
-from sim.runs import records
+from sim.runs import records, workers
 from sim.scenario import LoadedScenario
 
 T = TypeVar("T")
@@ -138,8 +138,12 @@ def as_finished(pool: Executor, fn: Callable[[T], object], items: Iterable[T]) -
             yield item, pool.submit(fn, item)
         return
     futures = {pool.submit(fn, item): item for item in items}
-    for fut in as_completed(futures):
-        yield futures.pop(fut), fut  # dropped here, so a finished run's records are freed once stored
+    try:
+        for fut in as_completed(futures):
+            yield futures.pop(fut), fut  # dropped here, so a finished run's records are freed once stored
+    finally:  # the caller stopped early (an error while storing): runs not yet started are not started
+        for fut in futures:
+            fut.cancel()
 
 
 @contextmanager
@@ -153,7 +157,7 @@ def executor(kind: str = "processes", jobs: int = 1, scheduler: str | None = Non
     if kind == "serial" or (kind == "processes" and jobs <= 1):
         yield _Serial()
     elif kind == "processes":
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
+        with ProcessPoolExecutor(max_workers=jobs, initializer=workers.die_with_parent) as pool:
             yield pool
     elif kind == "dask":
         from distributed import Client, LocalCluster

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import itertools
-import os
 from pathlib import Path
 
 import alembic.command
@@ -21,15 +20,26 @@ import sqlalchemy as sa
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.exc import (
-    ArgumentError,
     IntegrityError,
     OperationalError,
+    ProgrammingError,
     SQLAlchemyError,
 )
 
-from sim.cli_defaults import DEFAULT_URL
 from sim.runs import provenance
 from sim.runs.records import DAILY_COLUMNS, HABIT_COLUMNS, MEASURED_COLUMNS, RunRecords
+from sim.runs.store_open import (  # noqa: F401 - StoreError, URL_FORMS, resolve_url re-exported
+    URL_FORMS,
+    StoreError,
+    locked,
+    missing_tables,
+    parse_url,
+    read_only_engine,
+    reason,
+    resolve_url,
+    sqlite_hooks,
+    sqlite_read_only,
+)
 from sim.scenario import TRAITS, LoadedScenario
 
 metadata = sa.MetaData()
@@ -76,6 +86,8 @@ runs = sa.Table(
     sa.Column("finished_at", sa.DateTime),
     sa.Column("wall_seconds", sa.Float),
     sa.Column("error", sa.Text),
+    sa.Column("claimed_by", sa.String(120)),  # host:pid of the process computing it (sim.runs.claims)
+    sa.Column("lease_until", sa.DateTime),  # the claim holds until then unless renewed
 )
 arm_days = sa.Table(
     "arm_days", metadata,
@@ -138,19 +150,6 @@ sweep_points = sa.Table(
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
-URL_FORMS = ("expected sqlite:///relative/path.db, sqlite:////absolute/path.db or "
-             "postgresql+psycopg://user@host:5432/dbname")
-
-
-class StoreError(Exception):
-    """The database cannot be opened or used; the message says which and why."""
-
-
-def resolve_url(url: str | None) -> str:
-    """The database URL: the argument, else $SIM_DB_URL, else the default SQLite file."""
-    return url or os.environ.get("SIM_DB_URL") or DEFAULT_URL
-
-
 def run_key(scenario_sha: str, arm: str, replicate: int, seed: str, model_hash: str | None = None) -> str:
     """Idempotent key of a run: the same scenario text, arm, seed and model code (default: this code's) give
     the same key."""
@@ -169,70 +168,95 @@ def _alembic_config(connection) -> alembic.config.Config:
     return cfg
 
 
-def _shown(url: sa.engine.URL) -> str:
-    return url.render_as_string(hide_password=True)
-
-
 class Store:
     """A connection to the results database, migrated to this code's schema on opening."""
 
-    def __init__(self, url: str | None = None, create: bool = True):
-        """Open (and migrate) the store at `url`; with `create` False, a missing SQLite file is an error
-        rather than a new empty store (for commands that only read)."""
+    def __init__(self, url: str | None = None, create: bool = False):
+        """Open the store at `url` (default $SIM_DB_URL, else results/sim.db), migrated to this code's schema.
+        Only with `create` may a new, empty store be made (commands that write); otherwise a missing or
+        empty store is a StoreError, and a SQLite file that cannot be written is opened read-only."""
         raw = resolve_url(url)
+        u, self.url = parse_url(raw)
+        self.read_only = False
         try:
-            u = sa.engine.make_url(raw)
-        except ArgumentError:
-            raise StoreError(f"database URL {raw!r} is malformed; {URL_FORMS}") from None
-        self.url = _shown(u)
-        if u.get_backend_name() not in ("sqlite", "postgresql"):
-            raise StoreError(f"database URL {self.url!r}: {u.get_backend_name()!r} is not supported; {URL_FORMS}")
-        try:
-            if u.get_backend_name() == "sqlite" and u.database not in (None, "", ":memory:"):
+            if u.get_backend_name() == "sqlite":
                 path = Path(u.database)
-                if not create and not path.exists():
-                    raise StoreError(f"no results database at {path} ({self.url}); run `sim run` first, or "
-                                     "point --db (or SIM_DB_URL) at an existing store")
                 if path.is_dir():
                     raise StoreError(f"database URL {self.url!r}: {path} is a folder; give a file name, e.g. "
                                      f"sqlite:///{path / 'sim.db'}")
                 for parent in path.parents:
                     if parent.exists() and not parent.is_dir():
                         raise StoreError(f"database URL {self.url!r}: {parent} is a file, not a folder")
-                path.parent.mkdir(parents=True, exist_ok=True)
-            args = {"timeout": 60} if u.get_backend_name() == "sqlite" else {"connect_timeout": 10}
-            self.engine = sa.create_engine(u, connect_args=args)
+                if not path.exists():
+                    if not create:
+                        raise StoreError(f"no results database at {path} ({self.url}); run `sim run` first, or "
+                                         "point --db (or SIM_DB_URL) at an existing store")
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                elif not create and path.stat().st_size == 0:
+                    raise StoreError(f"database {self.url!r} holds no results (the file is empty); run `sim run` "
+                                     "first, or point --db (or SIM_DB_URL) at an existing store")
+                elif sqlite_read_only(path):
+                    if create:
+                        raise StoreError(f"database {self.url!r} is read-only (it or its folder cannot be "
+                                         "written); this command stores runs: make it writable, or give another "
+                                         "store with --db")
+                    self.read_only = True
+            if self.read_only:
+                self.engine = read_only_engine(path)
+            else:
+                args = {"timeout": 60} if u.get_backend_name() == "sqlite" else {"connect_timeout": 10}
+                self.engine = sa.create_engine(u, connect_args=args)
         except (ImportError, SQLAlchemyError, OSError, ValueError) as e:
-            raise StoreError(f"cannot use database {self.url!r}: {e.__class__.__name__}: {e}") from None
+            raise StoreError(f"cannot use database {self.url!r}: {e.__class__.__name__}: {reason(e, raw)}") from None
         if self.engine.dialect.name == "sqlite":
-            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-            sa.event.listen(self.engine, "begin", _sqlite_begin)
+            sqlite_hooks(self.engine, self.read_only)
         try:
-            self._migrate()
+            self._migrate(create)
         except (SQLAlchemyError, ValueError, OSError) as e:
-            reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
-            raise StoreError(f"cannot open database {self.url!r}: {reason}") from None
+            raise StoreError(f"cannot open database {self.url!r}: {reason(e, raw)}") from None
 
-    def _migrate(self) -> None:
-        """Bring the schema to this code's head revision; refuse a database from newer code."""
+    def _migrate(self, create: bool) -> None:
+        """Bring the schema to this code's head revision; refuse a database from newer code, an empty one
+        unless creating, and tables that do not match their recorded revision."""
         script = ScriptDirectory.from_config(_alembic_config(None))
         head = script.get_current_head()
         known = {rev.revision for rev in script.walk_revisions()}
         for attempt in (1, 2):
-            with self.engine.begin() as c:
+            with self.engine.connect() if self.read_only else self.engine.begin() as c:
                 current = MigrationContext.configure(c).get_current_revision()
+                present = set(sa.inspect(c).get_table_names()) & set(metadata.tables)
                 if current is not None and current not in known:
                     raise StoreError(f"database {self.url!r} has schema revision {current}, newer than this code "
                                      f"knows (up to {head}); update the code (git pull) before using it")
+                if current is None and present:
+                    raise StoreError(f"database {self.url!r} holds sim's tables ({', '.join(sorted(present))}) but "
+                                     "no schema revision (its alembic_version table is missing or empty); it was "
+                                     "changed outside sim: restore it from a backup, or start a new store with --db")
+                if current is None and not create:
+                    raise StoreError(f"database {self.url!r} holds no results (it is empty); run `sim run` first, "
+                                     "or point --db (or SIM_DB_URL) at an existing store")
                 if current == head:
-                    return
+                    break
+                if self.read_only:
+                    raise StoreError(f"database {self.url!r} has schema revision {current} and needs upgrading to "
+                                     f"{head}, which needs write access; run a `sim` command with write access to "
+                                     "it once")
                 try:
                     alembic.command.upgrade(_alembic_config(c), "head")
-                    return
-                except OperationalError:
-                    if attempt == 2:
+                    break
+                except (OperationalError, ProgrammingError) as e:
+                    text = str(e.orig).lower()
+                    if "already exists" in text or "duplicate column" in text:
+                        raise StoreError(f"database {self.url!r} records schema revision {current}, but its tables "
+                                         f"are already of a later one ({str(e.orig).splitlines()[0]}); its revision "
+                                         "was changed outside sim: restore it from a backup, or start a new store "
+                                         "with --db") from None
+                    if attempt == 2 or not isinstance(e, OperationalError):
                         raise
                     # another process migrated at the same moment; look again
+        if missing := missing_tables(self.engine, metadata):
+            raise StoreError(f"database {self.url!r} is damaged: table(s) {', '.join(missing)} missing although its "
+                             "schema revision is current; restore it from a backup, or start a new store with --db")
 
     def add_scenario(self, loaded: LoadedScenario) -> int:
         """Id of the scenario text in the store, adding it if new."""
@@ -350,14 +374,17 @@ class Store:
                     model_hash=provenance.model_hash(), git_sha=sha,
                     git_dirty=dirty, packages=provenance.package_versions(), host=provenance.host(),
                     started_at=finished - dt.timedelta(seconds=rec.wall_seconds), finished_at=finished,
-                    wall_seconds=rec.wall_seconds, error=None))
+                    wall_seconds=rec.wall_seconds, error=None, claimed_by=None, lease_until=None))
             return True
         except IntegrityError:  # another process inserted the same run key at the same moment
             return False
-        except OperationalError as e:
-            raise StoreError(f"could not write run {rec.arm}/{rec.replicate} to {self.url!r}: {e.orig} "
-                             "(another process may hold the database for too long); nothing of this run was "
-                             "stored; run the same command again to resume") from None
+        except (OperationalError, OSError) as e:
+            cause = reason(e, "")
+            why = (" (another process may hold the database for too long)" if locked(cause)
+                   else " (the disk is full)" if "full" in cause.lower()
+                   else " (the disk may be full or failing)" if "i/o" in cause.lower() else "")
+            raise StoreError(f"could not write run {rec.arm}/{rec.replicate} to {self.url!r}: {cause}{why}; nothing "
+                             "of this run was stored; run the same command again to resume") from None
 
     def save_failure(self, key: str, scenario_id: int, batch_id: int, arm: str, replicate: int, seed: str,
                      error: str) -> None:
@@ -366,21 +393,8 @@ class Store:
             run_id, status = self._run_row(c, key, scenario_id, batch_id, arm, replicate, seed)
             if status != "done":
                 c.execute(runs.update().where(runs.c.id == run_id).values(status="failed", error=error,
-                                                                           finished_at=_now()))
-
-
-def _sqlite_pragmas(dbapi_conn, _record) -> None:
-    dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (below)
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA synchronous=NORMAL")  # safe with WAL: a crash loses at most the last commits
-    cur.close()
-
-
-def _sqlite_begin(conn: sa.Connection) -> None:
-    # Take the write lock at BEGIN: a second process waits (busy timeout) instead of failing mid-run.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                                                                           finished_at=_now(), claimed_by=None,
+                                                                           lease_until=None))
 
 
 def _column_values(series: pd.Series) -> list:

@@ -1,0 +1,129 @@
+"""Processes (issue 15): pool workers exit when their batch is killed; claims keep two batches from computing
+the same run, and never outlive the process that made them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import psutil
+import pytest
+import sqlalchemy as sa
+
+from sim import scenario
+from sim.runs import claims, runner, store
+from tests.conftest import TINY
+
+SIM = [sys.executable, "-m", "sim.cli"]
+LONG = TINY.replace("name: tiny", "name: long").replace("replicates: 2", "replicates: 60").replace(
+    "size: 30", "size: 3000")
+
+
+def _alive(pids: list[int]) -> list[int]:
+    out = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                out.append(pid)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+def test_pool_workers_exit_when_the_batch_is_killed(tmp_path):
+    (tmp_path / "long.yaml").write_text(LONG)
+    proc = subprocess.Popen([*SIM, "run", "long.yaml", "--jobs", "2", "--db", f"sqlite:///{tmp_path / 'k.db'}",
+                             "--figures", str(tmp_path / "f"), "--yes"], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            workers = [c.pid for c in psutil.Process(proc.pid).children()]
+            if len(workers) >= 2:
+                break
+            time.sleep(0.1)
+        assert len(workers) >= 2, "the pool never started"
+        time.sleep(1.0)  # the workers are busy with runs
+        os.kill(proc.pid, signal.SIGKILL)  # the batch alone, as an out-of-memory kill would
+        proc.wait()
+        deadline = time.monotonic() + 5
+        while _alive(workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(workers), "pool workers outlived their batch"
+    finally:
+        for pid in _alive(workers):
+            os.kill(pid, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.kill()
+
+
+@pytest.fixture
+def held(tmp_path, monkeypatch):
+    """A store with the tiny scenario, its batch, and a Claims over its four runs."""
+    monkeypatch.setattr(claims, "POLL_SECONDS", 0.05)
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    loaded = scenario.load(tmp_path / "tiny.yaml")
+    db = store.Store(f"sqlite:///{tmp_path / 'c.db'}", create=True)
+    sid = db.add_scenario(loaded)
+    bid = db.start_batch(sid, 2)
+    tasks = runner.tasks(loaded, 2)
+    keys = {(0, t): store.run_key(loaded.sha256, t.arm, t.replicate, t.seed_label(7)) for t in tasks}
+    c = claims.Claims(db, keys, [sid], [bid], [7])
+    yield c, [(0, t) for t in tasks]
+    c.release()
+
+
+def _claim_as(c: claims.Claims, item, holder: str, seconds: float) -> None:
+    key = c.keys[item]
+    until = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(seconds=seconds)
+    with c.db.engine.begin() as con:
+        con.execute(store.runs.insert().values(key=key, scenario_id=c.scenario_ids[0], batch_id=c.batch_ids[0],
+                                               arm=item[1].arm, replicate=item[1].replicate, seed="7/0",
+                                               status="running", claimed_by=holder, lease_until=until))
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid
+
+
+def test_claims_leave_live_holders_alone_and_take_over_dead_or_expired_ones(held):
+    c, items = held
+    host = socket.gethostname()
+    _claim_as(c, items[0], "elsewhere:1", 60)  # another machine, lease running: theirs
+    _claim_as(c, items[1], f"{host}:{_dead_pid()}", 60)  # this machine, process gone: ours at once
+    _claim_as(c, items[2], "elsewhere:2", -1)  # lease ran out: ours
+    mine, others = c.take(items)
+    assert others == [items[0]] and mine == items[1:]
+    with c.db.engine.connect() as con:
+        holders = dict(con.execute(sa.select(store.runs.c.key, store.runs.c.claimed_by)).all())
+    assert holders[c.keys[items[0]]] == "elsewhere:1"
+    assert all(holders[c.keys[x]] == claims.owner() for x in items[1:])
+
+
+def test_waiting_ends_when_the_holder_stores_the_run_or_its_claim_lapses(held):
+    c, items = held
+    _claim_as(c, items[0], "elsewhere:1", 60)
+    _claim_as(c, items[1], "elsewhere:2", 60)
+
+    def other_process():
+        time.sleep(0.3)
+        with c.db.engine.begin() as con:  # the first is stored; the second's holder stops renewing
+            con.execute(store.runs.update().where(store.runs.c.key == c.keys[items[0]]).values(status="done"))
+            con.execute(store.runs.update().where(store.runs.c.key == c.keys[items[1]]).values(
+                lease_until=dt.datetime(2000, 1, 1)))
+
+    t = threading.Thread(target=other_process)
+    t.start()
+    left = list(c.wait(items[:2], panel=False))
+    t.join()
+    assert left == [[items[1]]]  # taken over, for this process to compute
+    assert c.done_elsewhere == [1]
