@@ -140,15 +140,17 @@ def evaluate(targets: Targets, frames: dict[str, metrics.Frames], hold_out=()) -
             values = metrics.compute(t.metric, frames[t.scenario], **t.arguments())
             s, note = metrics.summarise(values), ""
             pct = published_percentile(values, t.published)
+            base = metrics.denominator_text(t.metric, metrics.denominators(t.metric, frames[t.scenario],
+                                                                           **t.arguments()))
         except metrics.MetricError as e:
             s, note = {"mean": float("nan"), "p2.5": float("nan"), "p97.5": float("nan"), "replicates": 0}, str(e)
-            pct = float("nan")
+            pct, base = float("nan"), ""
         why = verdict(s["mean"], *t.accept, t.published, pct)
         rows.append({"id": t.id, "metric": t.metric, "analysis": analysis_of(t.metric, t.arguments()) or "",
                      "published": t.published, **s, "percentile": pct,
                      "wide": bool(s["p97.5"] - s["p2.5"] > t.accept[1] - t.accept[0]),
                      "accept_low": t.accept[0], "accept_high": t.accept[1], "passed": why == "pass", "verdict": why,
-                     "held_out": t.id in held,
+                     "held_out": t.id in held, "denominator": base,
                      "finding": t.finding, "source": t.source, "scenario": t.scenario, "note": note})
     return pd.DataFrame(rows)
 
@@ -202,6 +204,8 @@ def table_text(result: pd.DataFrame) -> str:
             band = _fmt(r.accept_low) + " to " + _fmt(r.accept_high)
             lines.append(f"{name:<34}{_fmt(r.published):>10}  {sim:<40}{where(r):<18}{band:<18}"
                          f"{result_word(r)}{'  ' + r.note if r.note else ''}")
+            if r.get("denominator"):
+                lines.append(f"{'':<36}{r.denominator}")
         lines.append(f"{int(part.passed.sum())} of {len(part)} pass")
     if not bool(result.get("held_out", pd.Series(False)).any()):
         lines.append("\n" + NO_HOLDOUT)
@@ -250,8 +254,9 @@ def table_markdown(result: pd.DataFrame, header: str) -> str:
             how = f"; analysis: {r.analysis}" if r.get("analysis") else ""
             word = result_word(r)
             lines.append(f"| {r.id} | {r.finding} ({r.source.split('.')[0]}{how}) | {_fmt(r.published)} | "
-                         f"{_fmt(r['mean'])} [{_fmt(r['p2.5'])}, {_fmt(r['p97.5'])}] ({r.replicates} reps) | "
-                         f"{where(r)} | {_fmt(r.accept_low)} to {_fmt(r.accept_high)} | "
+                         f"{_fmt(r['mean'])} [{_fmt(r['p2.5'])}, {_fmt(r['p97.5'])}] ({r.replicates} reps)"
+                         f"{'; ' + r.denominator if r.get('denominator') else ''} | {where(r)} | "
+                         f"{_fmt(r.accept_low)} to {_fmt(r.accept_high)} | "
                          f"{word if r.passed else '**' + word + '**'} |")
         lines.append(f"\n{int(part.passed.sum())} of {len(part)} pass.\n")
     if not bool(result.get("held_out", pd.Series(False)).any()):
