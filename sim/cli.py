@@ -17,6 +17,7 @@ from sim.lazy import lazy
 cli_sweeps = lazy("sim.cli_sweeps")
 metrics, plots, report = lazy("sim.analysis.metrics"), lazy("sim.analysis.plots"), lazy("sim.analysis.report")
 summary, validation = lazy("sim.analysis.summary"), lazy("sim.analysis.validation")
+report_text = lazy("sim.analysis.report_text")
 batch, provenance, results = lazy("sim.runs.batch"), lazy("sim.runs.provenance"), lazy("sim.runs.results")
 runner, store, scenario = lazy("sim.runs.runner"), lazy("sim.runs.store"), lazy("sim.scenario")
 
@@ -123,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--figures", type=Path, help="also save every figure as PNG and SVG into this folder")
     rep.add_argument("--validation", type=Path,
                      help=f"`sim validate` result to include (default {defaults.VALIDATION_OUT}; skipped if absent)")
+    rep.add_argument("--loto", type=Path, default=defaults.LOTO_OUT,
+                     help=f"leave-one-trial-out validation record to include (default {defaults.LOTO_OUT}; "
+                          "skipped if absent; written by make loto)")
     cli_sweeps.add_parsers(sub, db_help, _positive, _replicates, _scheduler)
     return parser
 
@@ -304,6 +308,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         if args.validation is not None and record is None:
             raise BadInput(f"--validation {args.validation}: no such file; write one with `sim validate`, or leave "
                            f"the option out to use {report.DEFAULT_VALIDATION} when it exists")
+        try:
+            loto = report_text.read_loto(args.loto)
+        except ValueError as e:
+            raise BadInput(str(e)) from None
         db = store.Store(args.db, create=False)
         sections = report.select(db, args.batch, args.scenario)
         if args.reference:
@@ -313,7 +321,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             print(f"figures: {len(paths) // 2} figures as PNG and SVG in {args.figures}")
         if out is not None:
             report.write(report.build(sections, db.url, validation=record,
-                                      validation_path=args.validation or report.DEFAULT_VALIDATION), out)
+                                      validation_path=args.validation or report.DEFAULT_VALIDATION, loto=loto,
+                                      loto_path=args.loto), out)
             print(f"report:  {out}")
     except report.ReportError as e:
         raise BadInput(str(e)) from None

@@ -11,4 +11,5 @@ RECORD_OPTIONS = ("participants-weekly",)  # what else a run may store (sim.runs
 DEFAULT_TARGETS = Path("scenarios/trials/targets.yaml")  # sim.analysis.validation
 REPORT_OUT = Path("results/report.html")  # sim.analysis.report
 VALIDATION_OUT = Path("results/validation.json")  # sim.analysis.report
+LOTO_OUT = Path("results/loto.json")  # leave-one-trial-out validation (sim.analysis.loto), shown by the report
 MAX_REPLICATES = 100_000  # the most replicates a scenario may ask for (sim.schema)

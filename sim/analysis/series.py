@@ -197,7 +197,8 @@ def dose_association(participants: pd.DataFrame, x_col: str, end: str, start: st
             if len(data) <= len(cols) + 2 or data.x.nunique() < 2:
                 row.update({kind: np.nan, f"{kind}_low": np.nan, f"{kind}_high": np.nan})
                 continue
-            fit = sm.OLS(data.y, sm.add_constant(data[cols])).fit(cov_type="HC3")
+            with np.errstate(divide="ignore", invalid="ignore"):  # HC3 with a point of leverage 1: NaN CI
+                fit = sm.OLS(data.y, sm.add_constant(data[cols])).fit(cov_type="HC3")
             lo, hi = fit.conf_int().loc["x"]
             row.update({kind: float(fit.params["x"]), f"{kind}_low": float(lo), f"{kind}_high": float(hi)})
         rows.append(row)

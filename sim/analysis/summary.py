@@ -47,7 +47,7 @@ def notes(table, no_panel: bool) -> list[str]:
     """What the guideline and power columns are, and a warning when power counts fewer than 100 trials."""
     out = ["wk150%: share of programme person-weeks with >= 150 min of exercise (dropouts' weeks count as 0)"
            + (" - needs the weekly panel: run with --record participants-weekly" if no_panel else "")]
-    n = table.power_n.dropna() if "power_n" in table else []
+    n = table.power_n[table.power_n > 0] if "power_n" in table else []
     if len(n):
         out.append(f"power: share of {int(n.min())} replicate trials with p < 0.05 in the arm's favour, with its "
                    "Wilson 95% interval")
