@@ -76,16 +76,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--executor", choices=defaults.EXECUTORS, default="processes",
                      help="where runs execute: in this process, local processes (default), or Dask distributed")
     run.add_argument("--scheduler", type=_scheduler,
-                     help="address of an existing Dask scheduler, e.g. tcp://10.0.0.5:8786 (implies --executor dask)")
+                     help="address of an existing Dask scheduler, e.g. tcp://10.0.0.5:8786 (implies --executor dask; "
+                          "default: none)")
     run.add_argument("--db", help=db_help)
     run.add_argument("--record", choices=defaults.RECORD_OPTIONS, action="append", default=[],
-                     help="also store the per-participant weekly panel (severity and minutes every week)")
-    run.add_argument("--figures", type=Path, default=Path("results/figures"), help="folder for figures")
+                     help="also store the per-participant weekly panel (severity and minutes every week; default: "
+                          "endpoints only)")
+    run.add_argument("--figures", type=Path, default=Path("results/figures"),
+                     help="folder for figures (default results/figures, under the current folder)")
     run.add_argument("--allow-changed", action="store_true",
-                     help="run a scenario file even though it changed since its last batch was interrupted")
+                     help="run a scenario file even though it changed since its last batch was interrupted (default: refuse)")
     run.add_argument("--parameter-draws", type=_positive, metavar="N",
                      help="run each scenario under N draws of the main uncertain parameters (Latin hypercube over "
-                          "their declared ranges) and show intervals with and without parameter uncertainty")
+                          "their declared ranges) and show intervals with and without parameter uncertainty (default: none)")
 
     val = sub.add_parser("validate", help="compare the model with published findings (a targets file): calibration "
                          "fit for targets the calibration used, validation for those held out of it")
@@ -104,24 +107,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     exp = sub.add_parser("export", help="write stored results as parquet or csv files")
     exp.add_argument("--db", help=db_help)
-    exp.add_argument("--format", choices=("parquet", "csv"), default="parquet")
+    exp.add_argument("--format", choices=("parquet", "csv"), default="parquet", help="file format (default parquet)")
     exp.add_argument("--out", type=Path, required=True, help="folder to write into")
-    exp.add_argument("--scenario", help="only this scenario (name or text hash)")
+    exp.add_argument("--scenario", help="only this scenario (name or text hash; default: every scenario)")
     exp.add_argument("--sweep", type=_positive, help="a sweep's points x outcomes and per-replicate outcome values "
-                     "(sweep id, as `sim sweep` prints it)")
+                     "(sweep id, as `sim sweep` prints it; default: none)")
 
     rep = sub.add_parser("report", help="write one self-contained HTML report of stored results (and figures)")
     rep.add_argument("--db", help=db_help)
     rep.add_argument("--batch", type=_positive, action="append", default=[],
                      help="report this batch (repeatable; default: the most recent batch)")
     rep.add_argument("--scenario", action="append", default=[],
-                     help="report this scenario (name or text hash) as of its latest batch (repeatable)")
+                     help="report this scenario (name or text hash) as of its latest batch (repeatable; default: "
+                          "the most recent batch)")
     rep.add_argument("--sweep", type=_positive, help="report this sweep (id, as `sim sweep` prints it) instead of "
-                     "batches or scenarios")
+                     "batches or scenarios (default: none)")
     rep.add_argument("--reference", help="arm to compare the others with (default: each scenario's reference arm)")
     rep.add_argument("--out", type=Path, help=f"HTML file to write (default {defaults.REPORT_OUT}, "
                                               "unless only --figures is given)")
-    rep.add_argument("--figures", type=Path, help="also save every figure as PNG and SVG into this folder")
+    rep.add_argument("--figures", type=Path, help="also save every figure as PNG and SVG into this folder (default: none)")
     rep.add_argument("--validation", type=Path,
                      help=f"`sim validate` result to include (default {defaults.VALIDATION_OUT}; skipped if absent)")
     rep.add_argument("--loto", type=Path, default=defaults.LOTO_OUT,
@@ -288,8 +292,25 @@ def cmd_export(args: argparse.Namespace) -> int:
                        f"{', '.join(stored) or 'none'}")
     _writable_folder(args.out, "--out")
     for path in results.export(db, args.out, args.format, args.scenario):
-        print(path)
+        print(f"{path}" + (f"  (empty: {EMPTY_BECAUSE.get(path.stem, 'nothing stored')})" if _no_rows(path) else ""))
     return 0
+
+
+EMPTY_BECAUSE = {  # why an exported table has no rows
+    "participant_weeks": "these runs were not recorded with the per-participant weekly panel; run them again with "
+                         "--record participants-weekly",
+    "assessments": "these runs were made before assessments were recorded; run them again",
+    "runs": "no runs stored", "arm_days": "no finished runs", "participants": "no finished runs"}
+
+
+def _no_rows(path: Path) -> bool:
+    """Whether an exported csv or parquet file holds no data rows."""
+    if path.suffix == ".csv":
+        with path.open(encoding="utf-8") as f:
+            return sum(1 for _, line in zip(range(2), f) if line.strip()) < 2
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).metadata.num_rows == 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:

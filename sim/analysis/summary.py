@@ -34,8 +34,8 @@ def arm_table(sc: Scenario, res: ScenarioResults, week: int, label: str, analysi
     for _, r in table.iterrows():
         ref = r.arm == sc.reference
         g = "reference" if ref else f"{r.g:5.2f} [{r.g_low:5.2f}, {r.g_high:5.2f}]"
-        spread = "" if ref else f"{r['g_trial_p2.5']:5.2f} to {r['g_trial_p97.5']:5.2f}"
-        power = "" if ref else f"{_pct(r.power)} [{_pct(r.power_low)}, {_pct(r.power_high)}]"
+        spread = "" if ref or math.isnan(r["g_trial_p2.5"]) else f"{r['g_trial_p2.5']:5.2f} to {r['g_trial_p97.5']:5.2f}"
+        power = "" if ref or not r.power_n else f"{_pct(r.power)} [{_pct(r.power_low)}, {_pct(r.power_high)}]"
         lines.append(f"{r.arm:<24}{r.n:6.0f}{_pct(r.adherence):>8}{_pct(r.dropout):>7}{r.change:8.1f}"
                      f"{r.change_pct:7.1f}{_pct(r.response):>7}{_pct(r.remission):>7}{_pct(r.meets_guideline):>7}"
                      f"  {g:<25}{spread:<17}{power:>20}")

@@ -16,6 +16,7 @@ from sim import parameters as model_parameters
 from sim import scales
 from sim.model import dynamics, population
 from sim.model.programme import NO_SUPPORT, ArmPlan, form_groups
+from sim.paths import DEFAULT_SCENARIO, scenario_path
 from sim.scenario import LoadedScenario, follow_up_of, load
 from sim.vocabulary import HABIT_LEVELS
 
@@ -57,7 +58,9 @@ class Participant(mesa.Agent):
 class AdherenceModel(mesa.Model):
     """One arm of a scenario run for weeks + follow_up_weeks days.
 
-    scenario: a LoadedScenario or a path to a scenario file; arm: the arm's name (default the first);
+    scenario: a LoadedScenario, a path to a scenario file or a library scenario's name (relative paths and
+    names are found in the current folder, then under the project root; default
+    scenarios/standard_prescription.yaml of the project, from any folder); arm: the arm's name (default the first);
     cohort: pre-drawn baseline traits (so arms of a replicate share people); rng: seed or Generator;
     reference: use the per-agent reference update instead of the vectorized one (slow; for tests);
     engine: "numba" (the fused compiled update, default) or "numpy" (array operations); both are held equal
@@ -67,7 +70,7 @@ class AdherenceModel(mesa.Model):
     sweeps a parameter.
     """
 
-    def __init__(self, scenario: LoadedScenario | str | Path = "scenarios/standard_prescription.yaml",
+    def __init__(self, scenario: LoadedScenario | str | Path = DEFAULT_SCENARIO,
                  arm: str | None = None, cohort: population.Cohort | None = None,
                  rng=None, reference: bool = False, parameters: dict[str, float] | None = None,
                  engine: str = "numba", **dotted: float):
@@ -75,7 +78,7 @@ class AdherenceModel(mesa.Model):
         if engine not in ENGINES:
             raise ValueError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
         self.engine = engine
-        self.loaded = scenario if isinstance(scenario, LoadedScenario) else load(scenario)
+        self.loaded = scenario if isinstance(scenario, LoadedScenario) else load(scenario_path(scenario))
         sc = self.loaded.scenario
         self.arm = arm or next(iter(sc.arms))
         if self.arm not in sc.arms:
