@@ -84,11 +84,12 @@ def heterogeneity(participants: pd.DataFrame, reference: str, footer: str, arms:
                        facecolors=[("white" if few else color) for few in s.few], label=f"{arm} vs {reference}")
         for xi, r in zip(x, s.itertuples()):
             sev_ax.annotate(f"n {r.n}/{r.n_reference}{'*' if r.few else ''}", (xi, r.effect_low),
-                            textcoords="offset points", xytext=(0, -10), ha="center", fontsize=7, color=color)
+                            textcoords="offset points", xytext=(0, -12), ha="center", fontsize=8, color=color)
     sev_ax.axhline(0, color="0.4", lw=1)
     sev_ax.set_xticks(range(3), [f"{lv} baseline\nseverity" for lv in levels])
+    sev_ax.set_xlim(-0.6, 2.6)
     sev_ax.set_ylabel(f"effect ({scale} points)")
-    sev_ax.set_title("by baseline severity tertile (bars = Welch t 95% CI; n = arm/reference people)", fontsize=10)
+    sev_ax.set_title("by baseline severity tertile\n(bars = Welch t 95% CI; n = people, arm/reference)", fontsize=10)
     sev_ax.legend(fontsize="small", loc="best")
     sev_ax.grid(alpha=0.3, axis="y")
     sev_ax.margins(y=0.15)
@@ -98,16 +99,18 @@ def heterogeneity(participants: pd.DataFrame, reference: str, footer: str, arms:
     return _finish(fig, footer)
 
 
-def _binned(ax, x: pd.Series, y: pd.Series, color: str, arm: str, offset: int) -> None:
-    """Binned means with t 95% CIs; bins of fewer than FEW people hollow; n above each bin."""
+def _binned(ax, x: pd.Series, y: pd.Series, color: str, arm: str, row: int) -> None:
+    """Binned means with t 95% CIs; bins of fewer than FEW people hollow; the people per bin written along the
+    bottom of the panel (one row of numbers per arm)."""
     b = metrics.binned_means(x, y)
     ax.plot(b.x, b["mean"], "-", color=color, lw=2, label=arm)
     ax.fill_between(b.x, b.low, b.high, color=color, alpha=0.2, lw=0)
-    ax.scatter(b.x, b["mean"], s=22, zorder=3, edgecolors=color,
+    ax.scatter(b.x, b["mean"], s=24, zorder=3, edgecolors=color,
                facecolors=[("white" if few else color) for few in b.few])
     for r in b.itertuples():
-        ax.annotate(f"{r.n}", (r.x, r.high if np.isfinite(r.high) else r.mean), textcoords="offset points",
-                    xytext=(0, 3 + 8 * offset), ha="center", fontsize=6.5, color=color)
+        ax.text(r.x, 0.02 + 0.075 * row, f"{r.n}", transform=ax.get_xaxis_transform(), ha="center", va="bottom",
+                fontsize=6.5, color=color, rotation=90,
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.7, "pad": 0.5})
 
 
 def dose_response(participants: pd.DataFrame, footer: str, arms: list[str] | None = None,
@@ -126,11 +129,11 @@ def dose_response(participants: pd.DataFrame, footer: str, arms: list[str] | Non
     order = arms or list(participants.arm.unique())
     shown = _arms(participants, arms)
     rng = np.random.default_rng(seed)
-    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(5.0 * len(panels) + 5.2, 5.4), squeeze=False,
-                             width_ratios=[1.0] * len(panels) + [0.85])
-    sampled = False
-    coef_rows = []
-    for ax, (end, start, title) in zip(axes[0], panels):
+    fig = _constrained((5.6 * len(panels) + 1.2, 9.4))
+    gs = fig.add_gridspec(2, len(panels), height_ratios=[1.35, 1])
+    axes = [fig.add_subplot(gs[0, i]) for i in range(len(panels))]
+    sampled, coef_rows = False, []
+    for ax, (end, start, title) in zip(axes, panels):
         for i, arm in enumerate(shown):
             d = participants[participants.arm == arm]
             x, y = d[x_col], d[end] - d[start]
@@ -148,39 +151,40 @@ def dose_response(participants: pd.DataFrame, footer: str, arms: list[str] | Non
         ax.set_ylabel(f"{title}\n({scale} points; negative = better)")
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
-    handles, _ = axes[0][0].get_legend_handles_labels()
+    handles, _ = axes[0].get_legend_handles_labels()
     handles.append(Line2D([], [], marker="o", ls="", mfc="white", mec="0.3", label=f"bin of < {FEW} people"))
-    axes[0][0].legend(handles=handles, title="arm: binned mean, t 95% CI\n(number = people in bin)",
-                      fontsize="x-small", title_fontsize="x-small", loc="best")
-    _coefficients(axes[0][-1], coef_rows, order, scale)
+    axes[0].legend(handles=handles, title="binned mean, t 95% CI;\nnumbers at the bottom = people per bin",
+                   fontsize="x-small", title_fontsize="x-small", loc="upper right")
+    _coefficients(fig.add_subplot(gs[1, :]), coef_rows, order, scale)
     note = f"; dots: a random {max_points} participants per arm" if sampled else "; dots = participants"
     fig.suptitle("Dose-response: an ASSOCIATION, not an effect - people chose how much to exercise "
-                 f"(replicates pooled{note})\nleft: mean change in bins of minutes (no exercise, then equal widths); "
-                 "dotted = 150 min/week. right: slope per 60 min/week, raw and adjusted for baseline traits",
+                 f"(replicates pooled{note})\ntop: mean change in bins of minutes (no exercise, then equal widths); "
+                 "dotted = 150 min/week. bottom: slope per 60 min/week, raw and adjusted for baseline traits",
                  fontsize=10)
     return _finish(fig, footer)
 
 
 def _coefficients(ax, rows: list, order: list[str], scale: str) -> None:
     """Raw and trait-adjusted OLS slopes (per 60 min/week) with their 95% CIs, one row per arm and outcome."""
-    labels = [f"{r.arm}\n{title}" for title, r in rows]
+    labels = [f"{r.arm} (n {r.n})\n{title}" for title, r in rows]
     for j, (title, r) in enumerate(rows):
         y = len(rows) - 1 - j
         color = _color(r.arm, order)
-        for kind, dy, marker in (("raw", 0.14, "o"), ("adjusted", -0.14, "s")):
+        for kind, dy, marker in (("raw", 0.15, "o"), ("adjusted", -0.15, "s")):
             v, lo, hi = getattr(r, kind), getattr(r, f"{kind}_low"), getattr(r, f"{kind}_high")
             if np.isfinite(v):
                 ax.errorbar(v, y + dy, xerr=[[v - lo], [hi - v]], fmt=marker, color=color, capsize=3,
                             mfc="white" if kind == "adjusted" else color, ms=6)
     ax.axvline(0, color="0.4", lw=1)
-    ax.set_yticks(range(len(rows)), labels[::-1], fontsize=7)
+    ax.set_yticks(range(len(rows)), labels[::-1], fontsize=8)
     ax.set_ylim(-0.7, len(rows) - 0.3)
-    ax.set_xlabel(f"slope ({scale} points per 60 min/week)")
-    ax.set_title("association, raw vs adjusted (OLS, HC3 95% CI)", fontsize=9)
+    ax.set_xlabel(f"slope ({scale} points per 60 min/week; negative = more exercise, more improvement)")
+    ax.set_title("association per 60 min/week: raw (filled) and adjusted for baseline traits (hollow); OLS, HC3 95% CI",
+                 fontsize=9)
     ax.legend(handles=[Line2D([], [], marker="o", ls="", color="0.3", label="raw"),
                        Line2D([], [], marker="s", ls="", mfc="white", mec="0.3",
-                              label="adjusted for baseline traits\n(" + ", ".join(t.replace("_", " ") for t in TRAITS)
-                              + ")")], fontsize="x-small", loc="lower left")
+                              label="adjusted for " + ", ".join(t.replace("_", " ") for t in TRAITS))],
+              fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=2, frameon=False)
     ax.grid(alpha=0.3, axis="x")
 
 

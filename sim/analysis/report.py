@@ -308,6 +308,11 @@ def section_context(s: Section, anchor: str) -> dict:
                    "intro": "Only participants who had not dropped out by the end of the programme, from per-participant "
                             "severity; n = completers / randomised; the dropout column is the share left out.",
                    "table": arm_table(s, sc.weeks, completers=True)})
+    seen = False
+    for t in tables:  # the power warning once per section, under the first table that has it
+        w = t["table"].get("warnings", [])
+        t["table"]["warnings"] = [] if seen else w
+        seen = seen or bool(w)
     out.update(arm_tables=tables, relapse=relapse_table(s), checks=checks_table(s) if sc.checks else None,
                figures=[figure(k, _draw(make), f"{anchor}-fig-{k}") for k, make in figure_makers(s).items()])
     return out
