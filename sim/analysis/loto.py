@@ -81,7 +81,7 @@ def markdown(record: dict) -> str:
             word = "pass" if r["passed"] else f"**FAIL** ({r['verdict']})"
             lines.append(f"| {fold['trial'].removesuffix('.yaml')} ({fold['stage']}) | {r['id']} | {r['published']} | "
                          f"{_g(r['mean'])} [{_g(r['p2.5'])}, {_g(r['p97.5'])}] ({r['replicates']}) | "
-                         f"{'-' if r['percentile'] is None else format(r['percentile'], '.0f')} | "
+                         f"{'-' if r['percentile'] is None else format(r['percentile'], '.1f').removesuffix('.0')} | "
                          f"{r['accept_low']:g} to {r['accept_high']:g} | {word} | "
                          f"{_g(ins)} |")
     lines.append(f"\n{passed} of {n} held-out targets pass out of sample.")

@@ -175,7 +175,7 @@ def where(r) -> str:
         return "-"
     if isinstance(r["published"], str):
         return f"{r['percentile']:.0f}% of reps {'> 0' if r['published'] == 'positive' else '< 0'}"
-    return f"percentile {r['percentile']:.0f}"
+    return f"percentile {r['percentile']:.1f}".removesuffix(".0")
 
 
 def result_word(r) -> str:
@@ -191,7 +191,7 @@ def _parts(result: pd.DataFrame):
 
 def table_text(result: pd.DataFrame) -> str:
     """The table as aligned text for the terminal: calibration fit and validation apart."""
-    head = (f"{'target':<34}{'published':>10}  {'simulated mean [95% over replicates]':<40}"
+    head = (f"{'target':<38}{'published':>10}  {'simulated mean [95% over replicates]':<40}"
             f"{'published at':<18}{'accept':<18}result")
     lines = []
     for title, part in _parts(result):
@@ -202,10 +202,10 @@ def table_text(result: pd.DataFrame) -> str:
             sim = f"{_fmt(r['mean'])} [{_fmt(r['p2.5'])}, {_fmt(r['p97.5'])}] ({r.replicates} reps)"
             name = f"{r.id} ({r.analysis})" if r.get("analysis") else r.id
             band = _fmt(r.accept_low) + " to " + _fmt(r.accept_high)
-            lines.append(f"{name:<34}{_fmt(r.published):>10}  {sim:<40}{where(r):<18}{band:<18}"
+            lines.append(f"{name:<38}{_fmt(r.published):>10}  {sim:<40}{where(r):<18}{band:<18}"
                          f"{result_word(r)}{'  ' + r.note if r.note else ''}")
             if r.get("denominator"):
-                lines.append(f"{'':<36}{r.denominator}")
+                lines.append(f"{'':<40}{r.denominator}")
         lines.append(f"{int(part.passed.sum())} of {len(part)} pass")
     if not bool(result.get("held_out", pd.Series(False)).any()):
         lines.append("\n" + NO_HOLDOUT)
