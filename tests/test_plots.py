@@ -237,3 +237,49 @@ def test_guideline_column_is_the_share_of_weeks_meeting_it():
     share = metrics.guideline_week_share(w, 4)
     assert share[("a", 0)] == pytest.approx(3 / 8)
     assert metrics.guideline_week_share(w.iloc[:0], 4).empty
+
+
+def test_severity_axes_start_at_zero_and_a_zero_minutes_arm_stays_visible(frames):
+    sc, p, d, w = frames
+    figs = _all_figures(sc, p, d, w)
+    sev_ax, min_ax = figs["outcomes"].axes[:2]
+    assert sev_ax.get_ylim()[0] == 0 and "severity" in sev_ax.get_ylabel()
+    assert min_ax.get_ylim()[0] < 0  # usual care at 0 min/week is a line above the axis, not the axis
+    share_ax = figs["minutes"].axes[1]
+    assert share_ax.get_ylim()[0] < 0 and figs["minutes"].axes[0].get_ylim()[0] < 0
+    assert all(ax.get_ylim()[0] == 0 for ax in figs["trajectories"].axes if ax.get_visible())
+
+
+def test_dose_response_is_labelled_an_association_with_the_adjusted_slope(frames):
+    sc, p, d, w = frames
+    text = _texts(_all_figures(sc, p, d, w)["dose"])
+    assert "ASSOCIATION, not an effect" in text
+    assert "raw" in text and "adjusted for" in text and "reward sensitivity" in text
+    legend = _all_figures(sc, p, d, w)["dose"].axes[0].get_legend().get_title().get_text()
+    assert "people per bin" in legend and "t 95% CI" in legend
+
+
+def test_forest_draws_and_names_both_intervals():
+    e = pd.DataFrame({"label": ["a vs r"], "time": ["end of programme"], "g": [0.5], "g_low": [0.1],
+                      "g_high": [0.9], "g_trial_p2.5": [0.3], "g_trial_p97.5": [0.7], "replicates": [20]})
+    fig = plots.forest(e, FOOTER)
+    text = _texts(fig)
+    assert "95% CI of one trial" in text and "95% of replicate trials" in text
+    assert "one trial [0.10, 0.90]; trials [0.30, 0.70]" in text
+    ax = fig.axes[0]
+    thick = [ln for ln in ax.lines if ln.get_linewidth() >= 4]
+    assert len(thick) == 1 and list(thick[0].get_xdata()) == [0.3, 0.7]
+    # the one-trial CI is an error bar beside (not under) the thick bar, so both are seen
+    (seg,), = [c.get_segments() for c in ax.collections]
+    assert [seg[0][0], seg[1][0]] == pytest.approx([0.1, 0.9]) and seg[0][1] != thick[0].get_ydata()[0]
+
+
+def test_heterogeneity_marks_cells_of_few_people(frames):
+    sc, p, d, w = frames
+    eff = metrics.subgroup_effects(p, sc.reference, ["reward_sensitivity", "cognitive_control"])
+    assert (eff.few == (eff[["n", "n_reference"]].min(axis=1) < 10)).all()
+    fig = plots.heterogeneity(p, sc.reference, FOOTER, list(sc.arms))
+    text = _texts(fig)
+    assert "fewer than 10 people" in text
+    if eff.few.any():
+        assert "*" in text

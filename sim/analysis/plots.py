@@ -149,7 +149,8 @@ def minutes_and_guideline(daily: pd.DataFrame, weekly: pd.DataFrame, programme_w
             ax2.plot(s.week, 100 * s["mean"], color=_color(arm, order), label=arm, lw=2)
             ax2.fill_between(s.week, 100 * s.low, 100 * s.high, color=_color(arm, order), alpha=0.2, lw=0)
         ax2.set_ylabel("participants with >= 150 min\nin that week (%)")
-        ax2.set_ylim(0, 100)
+        ax2.set_ylim(-3, 100)  # an arm at 0% (usual care) shows as a line, not as the axis
+        ax2.axhline(0, color="0.75", lw=0.6, zorder=0)
         ax2.set_xlabel("week since randomisation")
         ax2.set_title("Share meeting the 150 min/week guideline in each week (all randomised)", fontsize=10)
         _phases(ax2, programme_weeks, last, label=False)
