@@ -56,10 +56,20 @@ def test_published_percentile_and_verdict():
     assert validation.published_percentile(values, 50.5) == pytest.approx(50.0)
     assert validation.published_percentile(values, 0.0) == 0.0
     assert validation.published_percentile(pd.Series([-1.0, 1.0, 2.0, 3.0]), "positive") == 75.0
-    assert validation.verdict(50, 40, 60, 50.5, 50.0) == "pass"
-    assert validation.verdict(50, 40, 60, 59.0, 99.0) == "published outside 95% of replicates"
-    assert validation.verdict(70, 40, 60, 59.0, 20.0) == "mean outside band"
-    assert validation.verdict(0.3, 0.05, 1, "positive", 60.0) == "pass"  # a direction has no percentile test
+    assert validation.verdict(50, 40, 60, 50.5, 50.0, 100) == "pass"
+    # above all 100 replicates: p = 2 x 1 / 101 < 0.05
+    assert validation.distribution_p(100.0, 100) == pytest.approx(2 / 101)
+    assert validation.verdict(50, 40, 60, 59.0, 100.0, 100) == "published outside the replicates, p < 0.05"
+    assert validation.verdict(50, 40, 60, 59.0, 98.0, 100) == "pass"  # 2 replicates beyond it: p = 6/101
+    # 20 replicates cannot make any value implausible at 5% (p >= 2/21): untested, said so
+    assert validation.verdict(50, 40, 60, 59.0, 100.0, 20) == "pass"
+    row = {"passed": True, "published": 59.0, "replicates": 20}
+    assert "distribution untested" in validation.result_word(row)
+    assert validation.verdict(70, 40, 60, 59.0, 20.0, 100) == "mean outside band"
+    assert validation.verdict(0.3, 0.05, 1, "positive", 60.0, 100) == "pass"  # a direction has no percentile test
+    stored = {"mean": 50, "accept_low": 40, "accept_high": 60, "published": 59.0, "percentile": 100.0,
+              "replicates": 100, "passed": True, "verdict": "pass"}
+    assert validation.rejudge(stored)["passed"] is False
 
 
 def test_spread_wider_than_the_band_is_flagged(tmp_path, capsys):

@@ -9,7 +9,8 @@ replicate counts `sim validate` uses. The refit starts from the sampler's own dr
 current defaults (which were fitted with the held-out trial), so the held-out trial cannot leak in
 through the starting point. What stays fixed is stated in every record: the other stages' parameters
 and the hand-set ones keep their defaults, which were fitted with every trial (docs/validation.md).
-Each finished fold is written at once, so a killed run resumes with the folds it has not done.
+Each finished fold is written at once, so a killed run resumes with the folds it has not done. Tables
+judge the stored rows by the current pass rule (sim.analysis.validation.rejudge).
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def markdown(record: dict) -> str:
              "percentile | accept | result | in-sample mean (defaults) |", "|---|---|---:|---|---:|---|---|---:|"]
     n = passed = 0
     for fold in record["folds"]:
-        for r in (r for r in fold["rows"] if r["held_out"]):
+        for r in (validation.rejudge(r) for r in fold["rows"] if r["held_out"]):
             n += 1
             passed += bool(r["passed"])
             ins = base.get(r["id"], {}).get("mean")
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             args.out.with_suffix(".md").write_text(markdown(record) + "\n")
     print(markdown(record))
     print(f"written: {args.out} (and {args.out.with_suffix('.md').name})")
-    frame = pd.DataFrame([r for f in record["folds"] for r in f["rows"] if r["held_out"]])
+    frame = pd.DataFrame([validation.rejudge(r) for f in record["folds"] for r in f["rows"] if r["held_out"]])
     return 0 if frame.empty or frame.passed.all() else 1
 
 

@@ -6,7 +6,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sim.analysis.validation import NO_HOLDOUT, SECTIONS, WIDE_NOTE, result_word, where
+from sim.analysis.validation import (
+    NO_HOLDOUT,
+    RULE_NOTE,
+    SECTIONS,
+    WIDE_NOTE,
+    rejudge,
+    result_word,
+    where,
+)
 
 FIGURES: dict[str, tuple[str, str]] = {
     # key: (title, caption)
@@ -76,7 +84,7 @@ def _row(r: dict) -> list:
     where_ = where({"percentile": r.get("percentile") if r.get("percentile") is not None else float("nan"),
                     "published": r.get("published")})
     word = result_word({"passed": bool(r.get("passed")), "verdict": r.get("verdict", "mean outside band"),
-                        "wide": r.get("wide")})
+                        "wide": r.get("wide"), "published": r.get("published"), "replicates": r.get("replicates")})
     return [f"{r.get('id')}{how}", str(r.get("finding", "")), _num(r.get("published")),
             {"text": sim, "sub": r.get("denominator") or "", "bold": False, "cls": ""}, where_,
             f"{_num(r.get('accept_low'))} to {_num(r.get('accept_high'))}",
@@ -101,7 +109,7 @@ def validation_view(record: dict | None, path: Path | str, model_hash: str) -> d
             "code_version": str(record.get("code_version")), "model_hash": str(record.get("model_hash")),
             "date": str(record.get("date")), "stale": record.get("model_hash") != model_hash, "parts": parts,
             "wide": WIDE_NOTE.removeprefix("spread > band: ") if any(r.get("wide") for r in rows) else "",
-            "passed": sum(bool(r.get("passed")) for r in rows), "total": len(rows)}
+            "passed": sum(bool(r.get("passed")) for r in rows), "total": len(rows), "rule": RULE_NOTE}
 
 
 def read_loto(path: Path | str) -> dict | None:
@@ -126,7 +134,7 @@ def loto_view(record: dict, path: Path | str, model_hash: str) -> dict:
     base = {r["id"]: r for r in record.get("defaults", [])}
     rows, passed = [], 0
     for fold in record.get("folds", []):
-        for r in (r for r in fold["rows"] if r["held_out"]):
+        for r in (rejudge(r) for r in fold["rows"] if r["held_out"]):
             passed += bool(r["passed"])
             row = _row(r)
             row[1] = f"{fold['trial'].removesuffix('.yaml')} held out; stage {fold['stage']} refitted"

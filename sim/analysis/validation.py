@@ -118,20 +118,43 @@ def published_percentile(values: pd.Series, published: float | str) -> float:
     return float(100 * (np.sum(v < published) + 0.5 * np.sum(v == published)) / v.size)
 
 
-def verdict(mean: float, low: float, high: float, published: float | str, percentile: float) -> str:
-    """'pass', or why not: the mean outside the band, or a published value outside the central 95% of the
-    replicate trials (a finding that the model's single trials would rarely reproduce)."""
+MIN_TESTABLE = 40  # with fewer replicates the two-sided Monte Carlo p, at least 2/(n+1), cannot fall below 0.05
+
+
+def distribution_p(percentile: float, replicates: int) -> float:
+    """Two-sided Monte Carlo p-value of the published value as a draw from the replicate trials:
+    2 x (replicates on its far side + 1) / (replicates + 1), from its mid-rank percentile; NaN without one."""
+    if not replicates or not np.isfinite(percentile):
+        return float("nan")
+    below = percentile / 100 * replicates
+    return float(min(1.0, 2 * (min(below, replicates - below) + 1) / (replicates + 1)))
+
+
+def verdict(mean: float, low: float, high: float, published: float | str, percentile: float,
+            replicates: int) -> str:
+    """'pass', or why not: the mean outside the band, or a published number the replicate trials make
+    implausible (two-sided Monte Carlo p < 0.05: a finding the model's trials of that size would rarely
+    give; testable with at least MIN_TESTABLE replicates)."""
     if not low <= mean <= high:
         return "mean outside band"
-    if not isinstance(published, str) and not 2.5 <= percentile <= 97.5:
-        return "published outside 95% of replicates"
+    if not isinstance(published, str) and distribution_p(percentile, replicates) < 0.05:
+        return "published outside the replicates, p < 0.05"
     return "pass"
+
+
+def rejudge(row: dict) -> dict:
+    """A stored result row with `passed` and `verdict` by the current rule (from its mean, band, published
+    value, percentile and replicate count)."""
+    mean = row.get("mean")
+    why = verdict(float("nan") if mean is None else mean, row["accept_low"], row["accept_high"], row["published"],
+                  float("nan") if row.get("percentile") is None else row["percentile"], row.get("replicates") or 0)
+    return {**row, "passed": why == "pass", "verdict": why}
 
 
 def evaluate(targets: Targets, frames: dict[str, metrics.Frames], hold_out=()) -> pd.DataFrame:
     """One row per target: published value, simulated mean and 95% interval over replicates, where the
     published value falls among the replicates (percentile), whether that spread is wider than the band,
-    pass/fail (mean in band and, for numbers, published value within the replicates' central 95%), whether
+    pass/fail (mean in band and, for numbers, a published value the replicates do not make implausible), whether
     the target was held out of the calibration, and the metric's analysis (empty for metrics without one)."""
     held = held_out(targets, hold_out)
     rows = []
@@ -145,7 +168,7 @@ def evaluate(targets: Targets, frames: dict[str, metrics.Frames], hold_out=()) -
         except metrics.MetricError as e:
             s, note = {"mean": float("nan"), "p2.5": float("nan"), "p97.5": float("nan"), "replicates": 0}, str(e)
             pct, base = float("nan"), ""
-        why = verdict(s["mean"], *t.accept, t.published, pct)
+        why = verdict(s["mean"], *t.accept, t.published, pct, s["replicates"])
         rows.append({"id": t.id, "metric": t.metric, "analysis": analysis_of(t.metric, t.arguments()) or "",
                      "published": t.published, **s, "percentile": pct,
                      "wide": bool(s["p97.5"] - s["p2.5"] > t.accept[1] - t.accept[0]),
@@ -167,6 +190,9 @@ NO_HOLDOUT = ("No target is held out of the calibration: every row is calibratio
               "docs/validation.md reports leave-one-trial-out validation (make loto).")
 WIDE_NOTE = ("spread > band: the replicate trials' 95% range is wider than the accept band, so one trial of "
              "this size would often fall outside it; the target tests the mean only")
+RULE_NOTE = ("A target passes when the mean over replicate trials is in the accept band and, for a published "
+             "number, the replicate trials do not make it implausible (two-sided Monte Carlo p >= 0.05, testable "
+             f"with {MIN_TESTABLE} or more replicates).")
 
 
 def where(r) -> str:
@@ -181,7 +207,9 @@ def where(r) -> str:
 def result_word(r) -> str:
     """'pass' or 'FAIL (why)', with 'spread > band' when the replicate spread is wider than the band."""
     word = "pass" if r["passed"] else f"FAIL ({r.get('verdict', 'mean outside band')})"
-    return word + ("; spread > band" if r.get("wide") else "")
+    few = not isinstance(r.get("published"), str) and (r.get("replicates") or 0) < MIN_TESTABLE
+    return word + ("; spread > band" if r.get("wide") else "") + (f"; < {MIN_TESTABLE} reps: distribution untested"
+                                                                   if few else "")
 
 
 def _parts(result: pd.DataFrame):
@@ -211,6 +239,7 @@ def table_text(result: pd.DataFrame) -> str:
         lines.append("\n" + NO_HOLDOUT)
     if bool(result.get("wide", pd.Series(False)).any()):
         lines.append(WIDE_NOTE)
+    lines.append(RULE_NOTE)
     lines.append(f"\n{int(result.passed.sum())} of {len(result)} targets pass")
     return "\n".join(lines).lstrip("\n")
 
@@ -263,5 +292,6 @@ def table_markdown(result: pd.DataFrame, header: str) -> str:
         lines.append(NO_HOLDOUT + "\n")
     if bool(result.get("wide", pd.Series(False)).any()):
         lines.append(WIDE_NOTE[0].upper() + WIDE_NOTE[1:] + ".\n")
+    lines.append(RULE_NOTE + "\n")
     lines.append(f"{int(result.passed.sum())} of {len(result)} targets pass.\n")
     return "\n".join(lines)
