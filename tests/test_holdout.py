@@ -140,7 +140,9 @@ def test_leave_one_trial_out_refits_without_the_trial(two_trials, tmp_path, caps
     # no warm start from the defaults, which were fitted with the held-out trial
     assert fold["refitted"]["dropout.base"] != parameters.DEFAULTS["dropout.base"]
     assert code in (0, 1) and "held-out targets pass out of sample" in capsys.readouterr().out
-    assert "held-out targets pass out of sample" in out.with_suffix(".md").read_text()
+    md = out.with_suffix(".md").read_text()
+    assert "held-out targets pass out of sample" in md
+    assert "| small_trial | 1 |" in md  # refit quality: the one in-sample target of the fold, refit vs defaults
     # a second call resumes: the finished fold is kept, not refitted
     seen.clear()
     loto.main(["--targets", str(path), "--trials", "3", "--replicates", "2", "--eval-replicates", "2",

@@ -86,6 +86,34 @@ def markdown(record: dict) -> str:
                          f"{r['accept_low']:g} to {r['accept_high']:g} | {word} | "
                          f"{_g(ins)} |")
     lines.append(f"\n{passed} of {n} held-out targets pass out of sample.")
+    return "\n".join(lines + ["", refit_quality(record)])
+
+
+def _loss(rows: list[dict]) -> float:
+    """The calibration loss of result rows (sim.analysis.calibration.target_loss), NaN means scoring 25."""
+    from types import SimpleNamespace
+
+    return sum(calibration.target_loss(SimpleNamespace(accept=(r["accept_low"], r["accept_high"]),
+                                                       published=r["published"]),
+                                       float("nan") if r["mean"] is None else r["mean"]) for r in rows)
+
+
+def refit_quality(record: dict) -> str:
+    """Per fold, how well the refit met the stage's in-sample targets, beside the defaults on the same
+    targets (both at the `sim validate` replicate counts): a fold whose refit fits worse than the defaults
+    may fail out of sample for want of search budget rather than of predictive power."""
+    base = {r["id"]: r for r in record.get("defaults", [])}
+    lines = ["| trial held out | in-sample targets of its stage | refit: pass, loss | defaults: pass, loss |",
+             "|---|---:|---|---|"]
+    for fold in record["folds"]:
+        mine = [validation.rejudge(r) for r in fold["rows"] if not r["held_out"]]
+        theirs = [validation.rejudge(base[r["id"]]) for r in mine if r["id"] in base]
+        if not mine:
+            lines.append(f"| {fold['trial'].removesuffix('.yaml')} | 0 | - | - |")
+            continue
+        lines.append(f"| {fold['trial'].removesuffix('.yaml')} | {len(mine)} | "
+                     f"{sum(r['passed'] for r in mine)}, {_loss(mine):.2f} | "
+                     f"{sum(r['passed'] for r in theirs)}, {_loss(theirs):.2f} |")
     return "\n".join(lines)
 
 
