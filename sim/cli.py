@@ -85,10 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--figures", type=Path, default=Path("results/figures"),
                      help="folder for figures (default results/figures, under the current folder)")
     run.add_argument("--allow-changed", action="store_true",
-                     help="run a scenario file even though it changed since its last batch was interrupted (default: refuse)")
+                     help="run a scenario file even though it changed since its last batch was interrupted "
+                          "(default: refuse)")
     run.add_argument("--parameter-draws", type=_positive, metavar="N",
                      help="run each scenario under N draws of the main uncertain parameters (Latin hypercube over "
-                          "their declared ranges) and show intervals with and without parameter uncertainty (default: none)")
+                          "their declared ranges) and show intervals with and without parameter uncertainty "
+                          "(default: none)")
 
     val = sub.add_parser("validate", help="compare the model with published findings (a targets file): calibration "
                          "fit for targets the calibration used, validation for those held out of it")
@@ -125,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--reference", help="arm to compare the others with (default: each scenario's reference arm)")
     rep.add_argument("--out", type=Path, help=f"HTML file to write (default {defaults.REPORT_OUT}, "
                                               "unless only --figures is given)")
-    rep.add_argument("--figures", type=Path, help="also save every figure as PNG and SVG into this folder (default: none)")
+    rep.add_argument("--figures", type=Path,
+                     help="also save every figure as PNG and SVG into this folder (default: none)")
     rep.add_argument("--validation", type=Path,
                      help=f"`sim validate` result to include (default {defaults.VALIDATION_OUT}; skipped if absent)")
     rep.add_argument("--loto", type=Path, default=defaults.LOTO_OUT,
