@@ -19,6 +19,7 @@ from sim.lazy import lazy
 cli_sweeps = lazy("sim.cli_sweeps")
 metrics, plots, report = lazy("sim.analysis.metrics"), lazy("sim.analysis.plots"), lazy("sim.analysis.report")
 summary, validation = lazy("sim.analysis.summary"), lazy("sim.analysis.validation")
+report_text = lazy("sim.analysis.report_text")
 batch, provenance, results = lazy("sim.runs.batch"), lazy("sim.runs.provenance"), lazy("sim.runs.results")
 runner, store, scenario = lazy("sim.runs.runner"), lazy("sim.runs.store"), lazy("sim.scenario")
 explore_model = lazy("sim.explore_model")
@@ -75,23 +76,33 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--executor", choices=defaults.EXECUTORS, default="processes",
                      help="where runs execute: in this process, local processes (default), or Dask distributed")
     run.add_argument("--scheduler", type=_scheduler,
-                     help="address of an existing Dask scheduler, e.g. tcp://10.0.0.5:8786 (implies --executor dask)")
+                     help="address of an existing Dask scheduler, e.g. tcp://10.0.0.5:8786 (implies --executor dask; "
+                          "default: none)")
     run.add_argument("--db", help=db_help)
     run.add_argument("--record", choices=defaults.RECORD_OPTIONS, action="append", default=[],
-                     help="also store the per-participant weekly panel (severity and minutes every week)")
-    run.add_argument("--figures", type=Path, default=Path("results/figures"), help="folder for figures")
+                     help="also store the per-participant weekly panel (severity and minutes every week; default: "
+                          "endpoints only)")
+    run.add_argument("--figures", type=Path, default=Path("results/figures"),
+                     help="folder for figures (default results/figures, under the current folder)")
     run.add_argument("--allow-changed", action="store_true",
-                     help="run a scenario file even though it changed since its last batch was interrupted")
+                     help="run a scenario file even though it changed since its last batch was interrupted "
+                          "(default: refuse)")
     run.add_argument("--yes", action="store_true",
-                     help="run even when the estimate is above the threshold that asks first (docs/reliability.md)")
+                     help="run even when the estimate is above the threshold that asks first (docs/reliability.md; "
+                          "default: ask at a terminal, refuse otherwise)")
     run.add_argument("--parameter-draws", type=_positive, metavar="N",
                      help="run each scenario under N draws of the main uncertain parameters (Latin hypercube over "
-                          "their declared ranges) and show intervals with and without parameter uncertainty")
+                          "their declared ranges) and show intervals with and without parameter uncertainty "
+                          "(default: none)")
 
-    val = sub.add_parser("validate", help="check the model against published findings (a targets file)")
+    val = sub.add_parser("validate", help="compare the model with published findings (a targets file): calibration "
+                         "fit for targets the calibration used, validation for those held out of it")
     val.add_argument("--targets", type=Path, default=defaults.DEFAULT_TARGETS, help="targets file "
                      f"(default {defaults.DEFAULT_TARGETS})")
     val.add_argument("--replicates", type=_replicates, help="replicates per scenario (default: per target/scenario)")
+    val.add_argument("--hold-out", nargs="+", default=[], metavar="ID",
+                     help="report these targets as validation (out-of-sample), besides those marked `holdout: true`; "
+                          "true only for parameters calibrated without them (default: none)")
     val.add_argument("--jobs", type=cli_guard.jobs, default=1, help="parallel workers (default 1)")
     val.add_argument("--executor", choices=defaults.EXECUTORS, default="processes",
                      help="where runs execute: in this process, local processes (default), or Dask distributed")
@@ -101,32 +112,38 @@ def build_parser() -> argparse.ArgumentParser:
 
     exp = sub.add_parser("export", help="write stored results as parquet or csv files")
     exp.add_argument("--db", help=db_help)
-    exp.add_argument("--format", choices=("parquet", "csv"), default="parquet")
+    exp.add_argument("--format", choices=("parquet", "csv"), default="parquet", help="file format (default parquet)")
     exp.add_argument("--out", type=Path, required=True, help="folder to write into")
-    exp.add_argument("--scenario", help="only this scenario (name or text hash)")
+    exp.add_argument("--scenario", help="only this scenario (name or text hash; default: every scenario)")
     exp.add_argument("--sweep", type=_positive, help="a sweep's points x outcomes and per-replicate outcome values "
-                     "(sweep id, as `sim sweep` prints it)")
+                     "(sweep id, as `sim sweep` prints it; default: none)")
 
     rep = sub.add_parser("report", help="write one self-contained HTML report of stored results (and figures)")
     rep.add_argument("--db", help=db_help)
     rep.add_argument("--batch", type=_positive, action="append", default=[],
                      help="report this batch (repeatable; default: the most recent batch)")
     rep.add_argument("--scenario", action="append", default=[],
-                     help="report this scenario (name or text hash) as of its latest batch (repeatable)")
+                     help="report this scenario (name or text hash) as of its latest batch (repeatable; default: "
+                          "the most recent batch)")
     rep.add_argument("--sweep", type=_positive, help="report this sweep (id, as `sim sweep` prints it) instead of "
-                     "batches or scenarios")
+                     "batches or scenarios (default: none)")
     rep.add_argument("--reference", help="arm to compare the others with (default: each scenario's reference arm)")
     rep.add_argument("--out", type=Path, help=f"HTML file to write (default {defaults.REPORT_OUT}, "
                                               "unless only --figures is given)")
-    rep.add_argument("--figures", type=Path, help="also save every figure as PNG and SVG into this folder")
+    rep.add_argument("--figures", type=Path,
+                     help="also save every figure as PNG and SVG into this folder (default: none)")
     rep.add_argument("--validation", type=Path,
                      help=f"`sim validate` result to include (default {defaults.VALIDATION_OUT}; skipped if absent)")
+    rep.add_argument("--loto", type=Path, default=defaults.LOTO_OUT,
+                     help=f"leave-one-trial-out validation record to include (default {defaults.LOTO_OUT}; "
+                          "skipped if absent; written by make loto)")
     cli_sweeps.add_parsers(sub, db_help, _positive, _replicates, _scheduler)
     ben = sub.add_parser("bench", help="speed and memory benchmarks (minutes; not tests), written as JSON")
     ben.add_argument("--out", type=Path, default=Path("results/bench.json"),
                      help="JSON file to write the figures to (default results/bench.json)")
     ben.add_argument("--quick", action="store_true",
-                     help="smaller sizes, one repeat: a check that the benchmarks work, not figures to quote")
+                     help="smaller sizes, one repeat: a check that the benchmarks work, not figures to quote "
+                          "(default: full sizes, several repeats)")
 
     xp = sub.add_parser("explore", help="interactive explorer in the browser (Mesa SolaraViz on 127.0.0.1)")
     xp.add_argument("scenario", nargs="?", type=Path, default=defaults.EXPLORE_SCENARIO,
@@ -246,6 +263,7 @@ def _run_one(ls: scenario.LoadedScenario, db: store.Store, ex, args, kind: str, 
 def cmd_validate(args: argparse.Namespace) -> int:
     """`sim validate`: run every scenario a targets file names and check each target; 0 only if all pass."""
     targets = validation.load_targets(args.targets)
+    held = validation.held_out(targets, args.hold_out)
     if args.out is None:  # the project's targets -> results/validation.md, which the report embeds
         same = args.targets.resolve() == validation.DEFAULT_TARGETS.resolve()
         args.out = Path("results") / ("validation.md" if same else f"validation_{args.targets.stem}.md")
@@ -266,13 +284,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
                   f"{out.skipped} already stored, {out.wall_seconds:.0f} s)", flush=True)
             res = results.scenario_results(db, ls.sha256, need[name])
             frames[name] = metrics.Frames.of(res, ls.scenario.outcomes, programme_weeks=ls.scenario.weeks)
-    result = validation.evaluate(targets, frames)
+    result = validation.evaluate(targets, frames, held)
     print()
     print(validation.table_text(result))
+    if held:
+        print(f"\nnote: {len(held)} target(s) reported as validation; that holds only if the parameters in use were "
+              "calibrated without them (python -m sim.analysis.calibration --hold-out ...); the defaults in "
+              "sim/parameters.py were fitted to every target of the project's file (docs/calibration.md)")
     record = validation.to_record(result, args.targets, db.url)
     header = (f"Targets: `{args.targets}`; model code `sim {record['code_version']}` (model hash "
               f"{record['model_hash']}); results in `{db.url}`; {record['date'][:10]}. "
-              "Simulated values are means over replicate trials with the 2.5 and 97.5 percentiles.")
+              "Simulated values are means over replicate trials with the 2.5 and 97.5 percentiles; 'published at' "
+              "is where the published value falls among the replicate trials. Calibration fit is agreement with "
+              "targets the calibration used; validation, with targets held out of it.")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     outputs.write_text(args.out, validation.table_markdown(result, header))
     outputs.write_text(args.out.with_suffix(".json"), json.dumps(record, indent=1))
@@ -298,8 +322,25 @@ def cmd_export(args: argparse.Namespace) -> int:
                        f"{', '.join(stored) or 'none'}")
     _writable_folder(args.out, "--out")
     for path in results.export(db, args.out, args.format, args.scenario):
-        print(path)
+        print(f"{path}" + (f"  (empty: {EMPTY_BECAUSE.get(path.stem, 'nothing stored')})" if _no_rows(path) else ""))
     return 0
+
+
+EMPTY_BECAUSE = {  # why an exported table has no rows
+    "participant_weeks": "these runs were not recorded with the per-participant weekly panel; run them again with "
+                         "--record participants-weekly",
+    "assessments": "these runs were made before assessments were recorded; run them again",
+    "runs": "no runs stored", "arm_days": "no finished runs", "participants": "no finished runs"}
+
+
+def _no_rows(path: Path) -> bool:
+    """Whether an exported csv or parquet file holds no data rows."""
+    if path.suffix == ".csv":
+        with path.open(encoding="utf-8") as f:
+            return sum(1 for _, line in zip(range(2), f) if line.strip()) < 2
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).metadata.num_rows == 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -318,6 +359,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         if args.validation is not None and record is None:
             raise BadInput(f"--validation {args.validation}: no such file; write one with `sim validate`, or leave "
                            f"the option out to use {report.DEFAULT_VALIDATION} when it exists")
+        try:
+            loto = report_text.read_loto(args.loto)
+        except ValueError as e:
+            raise BadInput(str(e)) from None
         db = store.Store(args.db, create=False)
         sections = report.select(db, args.batch, args.scenario)
         if args.reference:
@@ -327,7 +372,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             print(f"figures: {len(paths) // 2} figures as PNG and SVG in {args.figures}")
         if out is not None:
             report.write(report.build(sections, db.url, validation=record,
-                                      validation_path=args.validation or report.DEFAULT_VALIDATION), out)
+                                      validation_path=args.validation or report.DEFAULT_VALIDATION, loto=loto,
+                                      loto_path=args.loto), out)
             print(f"report:  {out}")
     except report.ReportError as e:
         raise BadInput(str(e)) from None

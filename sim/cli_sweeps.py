@@ -61,7 +61,7 @@ def add_parsers(sub, db_help: str, positive, replicates, scheduler) -> None:
     pw.add_argument("--target", type=_fraction, default=0.8, help="power to reach (default 0.8)")
     pw.add_argument("--moderator", choices=TRAITS,
                     help="also the power to detect that the effect differs between this trait's lowest and "
-                         "highest tertile (arm x tertile interaction)")
+                         "highest tertile (arm x tertile interaction; default: none)")
     _common(pw, db_help, positive, scheduler)
 
 
@@ -69,13 +69,15 @@ def _common(p, db_help: str, positive, scheduler) -> None:
     p.add_argument("--jobs", type=cli_guard.jobs, default=1, help="parallel workers (default 1)")
     p.add_argument("--executor", choices=EXECUTORS, default="processes",
                    help="where runs execute: in this process, local processes (default), or Dask distributed")
-    p.add_argument("--scheduler", type=scheduler, help="address of an existing Dask scheduler (implies --executor dask)")
+    p.add_argument("--scheduler", type=scheduler, help="address of an existing Dask scheduler (implies --executor dask; default: "
+                   "none, a local cluster)")
     p.add_argument("--db", help=db_help)
     p.add_argument("--figures", type=Path, default=Path("results/figures"),
                    help="folder for the figures (default results/figures)")
     p.add_argument("--out", type=Path, help="HTML report to write (default results/<sweep name>.html)")
     p.add_argument("--yes", action="store_true",
-                   help="run even when the estimate is above the threshold that asks first (docs/reliability.md)")
+                   help="run even when the estimate is above the threshold that asks first (docs/reliability.md; "
+                   "default: ask at a terminal, refuse otherwise)")
 
 
 def _execute(sw: sweep_spec.Sweep, args, bad_input, command: str, panel: bool = False, with_base: bool = True):

@@ -178,12 +178,108 @@ def test_phenotype_median_split_and_tertiles(frames):
     assert t.value_counts().min() >= len(p) // 3 - 2
 
 
-def test_binned_means_zero_bin_and_small_bins_dropped():
+def test_binned_means_zero_bin_small_bins_marked_and_t_intervals():
     x = pd.Series([0.0] * 10 + list(np.linspace(1, 100, 100)) + [1000.0])
     y = pd.Series(np.r_[np.zeros(10), np.ones(100), 5.0])
     b = metrics.binned_means(x, y, bins=4, min_n=5)
     assert b.x.iloc[0] == 0 and b["mean"].iloc[0] == 0 and b.n.iloc[0] == 10
     assert len(b) == 5 and b.n.sum() == 111  # the outlier joins the top bin
     assert b["mean"].iloc[1:4].tolist() == [1.0, 1.0, 1.0] and b["mean"].iloc[4] > 1
-    few = metrics.binned_means(pd.Series([0.0, 0.0, 5.0, 6.0] + [50.0] * 10), pd.Series(np.ones(14)), bins=2)
-    assert few.n.tolist() == [10]  # bins under 5 people are left out
+    few = metrics.binned_means(pd.Series([0.0, 0.0, 5.0, 6.0, 7.0] + [50.0] * 10), pd.Series(np.ones(15)), bins=2)
+    assert few.n.tolist() == [2, 3, 10] and few.few.tolist() == [True, True, False]  # under 10 people: marked
+    lone = metrics.binned_means(pd.Series([0.0, 5.0, 50.0, 50.0]), pd.Series(np.ones(4)), bins=2, min_n=2)
+    assert lone.n.tolist() == [2]  # a bin of one person has no interval and is left out
+    # a t interval, not a normal one: wider for small bins
+    y = pd.Series([1.0, 2.0, 3.0, 4.0])
+    b = metrics.binned_means(pd.Series([0.0] * 4), y)
+    half = stats.t.ppf(0.975, 3) * y.std(ddof=1) / 2
+    assert b.high.iloc[0] - b["mean"].iloc[0] == pytest.approx(half) and half > 1.96 * y.std(ddof=1) / 2
+
+
+def test_subgroup_effect_intervals_are_welch_t():
+    x, y = np.array([1.0, 2.0, 4.0]), np.array([3.0, 5.0, 6.0, 9.0])
+    d, lo, hi = metrics.welch_interval(x, y)
+    res = stats.ttest_ind(y, x, equal_var=False)
+    ci = res.confidence_interval(0.95)
+    assert d == pytest.approx(y.mean() - x.mean()) and (lo, hi) == pytest.approx((ci.low, ci.high))
+
+
+def test_dose_association_adjusted_for_a_confounding_trait():
+    """Minutes follow a trait that alone lowers severity: the raw slope is negative, the adjusted one about 0."""
+    rng = np.random.default_rng(1)
+    n = 600
+    trait = rng.uniform(0, 1, n)
+    p = pd.DataFrame({"arm": "a", "reward_sensitivity": trait, "minutes": 200 * trait + rng.normal(0, 10, n),
+                      "start": 20.0, "end": 20 - 8 * trait + rng.normal(0, 1, n)})
+    r = metrics.dose_association(p, "minutes", "end", "start", ("reward_sensitivity",)).iloc[0]
+    assert r.raw < -1.5 and r.raw_high < 0  # per 60 min/week
+    assert r.adjusted_low < 0 < r.adjusted_high and abs(r.adjusted) < 0.5
+    assert r.n == n and r.covariates == "reward_sensitivity"
+
+
+def test_power_has_a_wilson_interval_and_counts_its_trials():
+    trials = pd.DataFrame({"arm": ["b"] * 10 + ["a"] * 10, "n": 30, "g_trial": 0.5,
+                           "p_trial": [np.nan] * 10 + [0.01] * 7 + [0.2] * 3})
+    for col in ("dropout", "adherence", "baseline", "severity", "change", "change_pct", "response", "remission",
+                "meets_guideline", "g", "g_low", "g_high"):
+        trials[col] = 0.0
+    t = metrics.across_replicates(trials, ["b", "a"]).set_index("arm")
+    assert t.loc["a", "power"] == pytest.approx(0.7) and t.loc["a", "power_n"] == 10
+    assert (t.loc["a", "power_low"], t.loc["a", "power_high"]) == pytest.approx(metrics.wilson(7, 10))
+    assert 0.39 < t.loc["a", "power_low"] < 0.7 < t.loc["a", "power_high"] < 0.92
+    assert np.isnan(t.loc["b", "power"])  # the reference arm has no power
+
+
+def test_guideline_column_is_the_share_of_weeks_meeting_it():
+    """Someone at exactly 150 min in 3 of 4 weeks (programme average 112.5) counts for 3/4 of the weeks, not 0."""
+    w = pd.DataFrame({"arm": "a", "replicate": 0, "pid": [0] * 5 + [1] * 5, "week": list(range(5)) * 2,
+                      "minutes": [0, 150, 150, 0, 150, 0, 0, 0, 0, 0]})
+    share = metrics.guideline_week_share(w, 4)
+    assert share[("a", 0)] == pytest.approx(3 / 8)
+    assert metrics.guideline_week_share(w.iloc[:0], 4).empty
+
+
+def test_severity_axes_start_at_zero_and_a_zero_minutes_arm_stays_visible(frames):
+    sc, p, d, w = frames
+    figs = _all_figures(sc, p, d, w)
+    sev_ax, min_ax = figs["outcomes"].axes[:2]
+    assert sev_ax.get_ylim()[0] == 0 and "severity" in sev_ax.get_ylabel()
+    assert min_ax.get_ylim()[0] < 0  # usual care at 0 min/week is a line above the axis, not the axis
+    share_ax = figs["minutes"].axes[1]
+    assert share_ax.get_ylim()[0] < 0 and figs["minutes"].axes[0].get_ylim()[0] < 0
+    assert all(ax.get_ylim()[0] == 0 for ax in figs["trajectories"].axes if ax.get_visible())
+
+
+def test_dose_response_is_labelled_an_association_with_the_adjusted_slope(frames):
+    sc, p, d, w = frames
+    text = _texts(_all_figures(sc, p, d, w)["dose"])
+    assert "ASSOCIATION, not an effect" in text
+    assert "raw" in text and "adjusted for" in text and "reward sensitivity" in text
+    legend = _all_figures(sc, p, d, w)["dose"].axes[0].get_legend().get_title().get_text()
+    assert "people per bin" in legend and "t 95% CI" in legend
+
+
+def test_forest_draws_and_names_both_intervals():
+    e = pd.DataFrame({"label": ["a vs r"], "time": ["end of programme"], "g": [0.5], "g_low": [0.1],
+                      "g_high": [0.9], "g_trial_p2.5": [0.3], "g_trial_p97.5": [0.7], "replicates": [20]})
+    fig = plots.forest(e, FOOTER)
+    text = _texts(fig)
+    assert "95% CI of one trial" in text and "95% of replicate trials" in text
+    assert "one trial [0.10, 0.90]; trials [0.30, 0.70]" in text
+    ax = fig.axes[0]
+    thick = [ln for ln in ax.lines if ln.get_linewidth() >= 4]
+    assert len(thick) == 1 and list(thick[0].get_xdata()) == [0.3, 0.7]
+    # the one-trial CI is an error bar beside (not under) the thick bar, so both are seen
+    (seg,), = [c.get_segments() for c in ax.collections]
+    assert [seg[0][0], seg[1][0]] == pytest.approx([0.1, 0.9]) and seg[0][1] != thick[0].get_ydata()[0]
+
+
+def test_heterogeneity_marks_cells_of_few_people(frames):
+    sc, p, d, w = frames
+    eff = metrics.subgroup_effects(p, sc.reference, ["reward_sensitivity", "cognitive_control"])
+    assert (eff.few == (eff[["n", "n_reference"]].min(axis=1) < 10)).all()
+    fig = plots.heterogeneity(p, sc.reference, FOOTER, list(sc.arms))
+    text = _texts(fig)
+    assert "fewer than 10 people" in text
+    if eff.few.any():
+        assert "*" in text

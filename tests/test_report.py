@@ -324,16 +324,55 @@ def test_report_embeds_the_validation_table_and_flags_other_model_code(stored, t
     code, page, _, se = _report(capsys, stored, tmp_path / "r.html", "--scenario", "tiny", "--validation", v)
     assert code == 0, se
     text = page.all_text
-    assert "validation" in page.ids and "Validation against published trials" in page.headings
+    assert "validation" in page.ids and "Calibration fit and validation against published trials" in page.headings
     assert "dropout_some" in text and "1 of 2 targets pass" in text and "FAIL" in text
     assert ("different model code" in text) is stale
+    # nothing held out: every row is calibration fit, and the report says so
+    assert "Calibration fit (in-sample: targets the calibration fitted)" in page.headings and "every row is calibration fit, not validation" in text
+
+
+def test_report_shows_held_out_targets_as_validation_and_the_leave_one_trial_out_record(stored, tmp_path, capsys):
+    import json
+
+    rec = _validation_record(provenance.model_hash())
+    rec["rows"][0].update(held_out=True, percentile=40.0, wide=True, verdict="pass")
+    rec["rows"][1].update(held_out=False, verdict="mean outside band")
+    v = tmp_path / "validation.json"
+    v.write_text(json.dumps(rec))
+    loto = tmp_path / "loto.json"
+    row = {"id": "dropout_some", "published": 0.2, "mean": 0.25, "p2.5": 0.1, "p97.5": 0.4, "percentile": 30.0,
+           "accept_low": 0.1, "accept_high": 0.3, "passed": True, "verdict": "pass", "replicates": 40,
+           "held_out": True}
+    loto.write_text(json.dumps({"trials": 60, "replicates": 8, "model_hash": provenance.model_hash(),
+                                "code_version": "x", "fixed": "other stages fixed",
+                                "defaults": [dict(row, mean=0.19)],
+                                "folds": [{"trial": "t.yaml", "stage": "exercise", "rows": [row]}]}))
+    code, page, _, se = _report(capsys, stored, tmp_path / "r.html", "--scenario", "tiny", "--validation", v,
+                                "--loto", loto)
+    assert code == 0, se
+    fit, _, rest = page.all_text.partition("Validation (out-of-sample")
+    assert "too_good" in fit and "dropout_some" not in fit.split("Calibration fit (in-sample")[-1]
+    assert "dropout_some" in rest and "percentile 40" in rest and "spread > band" in rest
+    assert "Validation: leave-one-trial-out" in page.headings and "validation-loto" in page.ids
+    assert "1 of 1 held-out targets pass out of sample" in page.all_text and "t held out" in page.all_text
+
+
+def test_report_tables_show_power_intervals_guideline_weeks_and_relapse_denominators(stored, tmp_path, capsys):
+    code, page, _, se = _report(capsys, stored, tmp_path / "r.html", "--scenario", "tiny")
+    assert code == 0, se
+    text = page.all_text
+    assert "power % [Wilson 95%] of trials" in text and "of 2" in text  # 2 replicate trials counted
+    assert "Power counts only 2 replicate trials" in text
+    assert "weeks with ≥150 min % (programme person-weeks)" in text
+    assert "remitters per replicate (the denominator)" in text and "in all" in text
+    assert "an association, not an effect" in " ".join(page.headings)
 
 
 def test_report_without_validation_says_how_to_get_it(stored, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(report, "DEFAULT_VALIDATION", tmp_path / "absent.json")  # no `sim validate` yet
     code, page, _, se = _report(capsys, stored, tmp_path / "r.html", "--scenario", "tiny")
     assert code == 0, se
-    assert "No validation result" in page.all_text and "make validate" in page.all_text
+    assert "No calibration-fit result" in page.all_text and "make validate" in page.all_text
 
 
 def test_any_arm_can_be_the_reference(stored, tmp_path, capsys):

@@ -3,7 +3,8 @@
     python -m sim.analysis.calibration --trials 80 --replicates 12 --jobs 2 --out results/calibration.json
 
 Each trial sets the free parameters, runs every scenario of the targets file in memory (no store)
-with common random numbers, and scores the targets: loss = sum over targets of the squared distance
+with common random numbers, and scores the targets that are not held out (`holdout: true` in the
+targets file, or `--hold-out ID`): loss = sum over targets of the squared distance
 of the simulated mean from the published value in units of half the accept band (direction-only
 targets score only their distance outside the band). The best trial's values are written out; the
 spread of the best 10% of trials is a rough guide to how well each parameter is pinned down (not a
@@ -89,9 +90,12 @@ def target_loss(t: validation.Target, mean: float) -> float:
     return ((mean - t.published) / half) ** 2
 
 
-def evaluate(targets: validation.Targets, values: dict[str, float], replicates: int, executor) -> pd.DataFrame:
-    """Every target's simulated mean under the given parameter values."""
-    frames = {name: frames_of(with_parameters(ls, values), replicates, executor)
+def evaluate(targets: validation.Targets, values: dict[str, float], replicates: int | dict[str, int],
+             executor) -> pd.DataFrame:
+    """Every target's simulated mean under the given parameter values (replicates: one count, or one per
+    scenario file)."""
+    reps = replicates if isinstance(replicates, dict) else dict.fromkeys(targets.scenarios, replicates)
+    frames = {name: frames_of(with_parameters(ls, values), reps[name], executor)
               for name, ls in targets.scenarios.items()}
     out = validation.evaluate(targets, frames)
     out["loss"] = [target_loss(t, m) for t, m in zip(targets.targets, out["mean"])]
@@ -134,42 +138,71 @@ def subset(targets: validation.Targets, files: tuple[str, ...]) -> validation.Ta
                                scenarios={k: v for k, v in targets.scenarios.items() if k in files})
 
 
-def calibrate(targets: validation.Targets, trials: int, replicates: int, executor, seed: int = 0,
-              stages: list[str] | None = None, log=print) -> dict:
-    """Run one Optuna study per stage (in STAGES order, earlier stages' best values fixed); returns the best
-    values, the per-target table over all targets, each stage's spread of its best 10% and the sensitivity."""
+def without(targets: validation.Targets, ids: set[str] | frozenset[str]) -> validation.Targets:
+    """The targets minus those with the given ids (scenarios left without a target are dropped)."""
+    keep = [t for t in targets.targets if t.id not in ids]
+    files = {t.scenario for t in keep}
+    return dataclasses.replace(targets, targets=keep,
+                               scenarios={k: v for k, v in targets.scenarios.items() if k in files})
+
+
+def fit_stage(part: validation.Targets, name: str, values: dict[str, float], trials: int, replicates: int,
+              executor, seed: int = 0, warm_start: bool = True, log=print) -> dict:
+    """One Optuna study of stage `name` on the targets in `part` (other parameters fixed at `values`);
+    trial 0 is `values` when `warm_start`, else the search starts from the sampler's random draws. Returns
+    the best values of the stage's parameters, its best loss and the spread of its best 10% of trials."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    free = STAGES[name]["free"]
+    if not part.targets:
+        raise ValueError(f"stage {name!r} has no target left to fit (all held out)")
+
+    def objective(trial: "optuna.Trial") -> float:
+        vals = {**values, **{k: trial.suggest_float(k, lo, hi) for k, (lo, hi) in free.items()}}
+        table = evaluate(part, vals, replicates, executor)
+        loss = float(table.loss.sum())
+        inside = int(((table.accept_low <= table["mean"]) & (table["mean"] <= table.accept_high)).sum())
+        log(f"{name} trial {trial.number:3d}: loss {loss:8.3f}  means in band {inside}/{len(table)}")
+        return loss
+
+    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed))
+    if warm_start:
+        study.enqueue_trial({k: min(max(values[k], lo), hi) for k, (lo, hi) in free.items()})
+    study.optimize(objective, n_trials=trials)
+    done = sorted((t for t in study.trials if t.value is not None), key=lambda t: t.value)
+    top = done[: max(3, len(done) // 10)]
+    spread = {k: {"low": float(np.min([t.params[k] for t in top])), "high": float(np.max([t.params[k] for t in top]))}
+              for k in free}
+    return {"best": dict(study.best_params), "loss": float(study.best_value), "spread": spread}
+
+
+def calibrate(targets: validation.Targets, trials: int, replicates: int, executor, seed: int = 0,
+              stages: list[str] | None = None, log=print, hold_out: frozenset[str] = frozenset(),
+              with_sensitivity: bool = True) -> dict:
+    """Run one Optuna study per stage (in STAGES order, earlier stages' best values fixed) on every target
+    except the held-out ones; returns the best values, the per-target table over all targets (held-out
+    ones marked), each stage's spread of its best 10% and the sensitivity."""
+    held = validation.held_out(targets, hold_out)
+    fitted = without(targets, held)
     values = dict(parameters.DEFAULTS)
     spread, losses = {}, {}
     for name in stages or list(STAGES):
-        stage = STAGES[name]
-        part = subset(targets, stage["scenarios"])
-        fixed = dict(values)
-
-        def objective(trial: "optuna.Trial") -> float:
-            vals = {**fixed, **{k: trial.suggest_float(k, lo, hi) for k, (lo, hi) in stage["free"].items()}}
-            table = evaluate(part, vals, replicates, executor)
-            loss = float(table.loss.sum())
-            log(f"{name} trial {trial.number:3d}: loss {loss:8.3f}  passing {int(table.passed.sum())}/{len(table)}")
-            return loss
-
-        study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed))
-        study.enqueue_trial({k: min(max(values[k], lo), hi) for k, (lo, hi) in stage["free"].items()})
-        study.optimize(objective, n_trials=trials)
-        done = sorted((t for t in study.trials if t.value is not None), key=lambda t: t.value)
-        top = done[: max(3, len(done) // 10)]
-        spread.update({k: {"low": float(np.min([t.params[k] for t in top])),
-                           "high": float(np.max([t.params[k] for t in top]))} for k in stage["free"]})
-        values.update(study.best_params)
-        losses[name] = float(study.best_value)
+        part = subset(fitted, STAGES[name]["scenarios"])
+        if not part.targets:
+            log(f"stage {name}: every target held out; its parameters keep their values")
+            continue
+        fit = fit_stage(part, name, values, trials, replicates, executor, seed, log=log)
+        values.update(fit["best"])
+        spread.update(fit["spread"])
+        losses[name] = fit["loss"]
     best = {k: values[k] for k in FREE}
     table = evaluate(targets, values, replicates, executor)
-    sens = sensitivity(targets, values, replicates, executor, log=log)
-    return {"best": best, "loss": float(table.loss.sum()), "stage_losses": losses, "spread_of_best_10pct": spread,
-            "sensitivity": sens.to_dict("index"),
-            "targets": table[["id", "published", "mean", "accept_low", "accept_high", "passed", "loss"]]
+    table["held_out"] = table.id.isin(held)
+    sens = sensitivity(fitted, values, replicates, executor, log=log) if with_sensitivity else pd.DataFrame()
+    return {"best": best, "loss": float(table.loss[~table.held_out].sum()), "stage_losses": losses,
+            "spread_of_best_10pct": spread, "held_out": sorted(held), "sensitivity": sens.to_dict("index"),
+            "targets": table[["id", "published", "mean", "accept_low", "accept_high", "passed", "loss", "held_out"]]
             .to_dict("records"), "trials_per_stage": trials, "replicates": replicates,
             "model_hash": provenance.model_hash(), "code_version": provenance.code_version()}
 
@@ -177,19 +210,25 @@ def calibrate(targets: validation.Targets, trials: int, replicates: int, executo
 def main(argv: list[str] | None = None) -> int:
     """Command line of the calibration."""
     ap = argparse.ArgumentParser(prog="python -m sim.analysis.calibration", description=__doc__.splitlines()[0])
-    ap.add_argument("--targets", type=Path, default=validation.DEFAULT_TARGETS)
-    ap.add_argument("--trials", type=int, default=80)
-    ap.add_argument("--replicates", type=int, default=12)
-    ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--targets", type=Path, default=validation.DEFAULT_TARGETS,
+                    help=f"targets file (default {validation.DEFAULT_TARGETS})")
+    ap.add_argument("--trials", type=int, default=80, help="Optuna trials per stage (default 80)")
+    ap.add_argument("--replicates", type=int, default=12, help="replicate trials per scenario and trial (default 12)")
+    ap.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler (default 0)")
     ap.add_argument("--stage", action="append", choices=list(STAGES),
                     help="fit only this stage (repeatable; default: every stage in order)")
-    ap.add_argument("--out", type=Path, default=Path("results/calibration.json"))
+    ap.add_argument("--hold-out", nargs="+", default=[], metavar="ID",
+                    help="leave these targets out of the loss, besides those marked `holdout: true` in the "
+                         "targets file (default: none)")
+    ap.add_argument("--out", type=Path, default=Path("results/calibration.json"),
+                    help="JSON result to write (default results/calibration.json)")
     ap.add_argument("--sensitivity-only", action="store_true",
                     help="skip the search; print which target constrains which parameter around the defaults")
     args = ap.parse_args(argv)
     try:
         targets = validation.load_targets(args.targets)
+        validation.held_out(targets, args.hold_out)
     except scenario.ScenarioError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -202,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         print(sensitivity_markdown(table))
         return 0
     with runner.executor("processes", args.jobs) as ex:
-        result = calibrate(targets, args.trials, args.replicates, ex, args.seed, args.stage)
+        result = calibrate(targets, args.trials, args.replicates, ex, args.seed, args.stage,
+                           hold_out=frozenset(args.hold_out))
     result["seconds"] = round(time.perf_counter() - t0, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=float))

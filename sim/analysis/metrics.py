@@ -23,18 +23,30 @@ from sim.analysis.assessed import (
     participant_severity,
 )
 from sim.analysis.series import (  # noqa: F401  (re-exported)
+    FEW_PEOPLE,
+    PER_HOUR,
     PHENOTYPES,
     binned_means,
+    dose_association,
     dropout_survival,
     guideline_share_by_week,
     kaplan_meier,
     phenotype,
     subgroup_effects,
+    t_interval,
     tertile,
     weekly_arm_series,
     weekly_summary,
+    welch_interval,
 )
-from sim.analysis.trials import across_replicates, other_cohort, trial_metrics  # noqa: F401  (re-exported)
+from sim.analysis.trials import (  # noqa: F401  (re-exported)
+    FEW_REPLICATES,
+    across_replicates,
+    guideline_week_share,
+    other_cohort,
+    trial_metrics,
+    wilson,
+)
 from sim.scenario import Check
 from sim.vocabulary import (  # noqa: F401
     ANALYSES,
@@ -320,6 +332,32 @@ def _check_signatures() -> None:
 
 
 _check_signatures()
+
+
+CONDITIONAL = {"relapse_rate": "remitters", "median_days_to_habit": "people who formed the habit"}
+
+
+def denominators(metric: str, frames: Frames, **args) -> pd.Series | None:
+    """For a conditional metric (CONDITIONAL), how many people each replicate's value rests on (the
+    remitters of a relapse rate, those who formed a habit); None for other metrics."""
+    given = {k: v for k, v in args.items() if v is not None}
+    if metric == "relapse_rate":
+        how = assessed.analysis(given.get("analysis"))
+        t = assessed.relapse_table(frames, given["arm"], given["remitted_at"], given["week"], how)
+        return t.groupby(level="replicate").remitted.sum().astype(int)
+    if metric == "median_days_to_habit":
+        col = f"days_to_habit_{round(100 * given.get('level', 0.95))}"
+        d = _arm(frames.participants, given["arm"])
+        return d[col].notna().groupby(d.replicate).sum().astype(int) if col in d else None
+    return None
+
+
+def denominator_text(metric: str, counts: pd.Series | None) -> str:
+    """'remitters per replicate: mean 61 (44-80)', or '' for a metric that is not conditional."""
+    if counts is None or not len(counts):
+        return ""
+    return (f"{CONDITIONAL[metric]} per replicate: mean {counts.mean():.0f} ({counts.min()}-{counts.max()}); "
+            f"{int((counts == 0).sum())} replicates with none")
 
 
 def compute(metric: str, frames: Frames, **args) -> pd.Series:

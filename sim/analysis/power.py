@@ -28,7 +28,7 @@ from sim.sweep_spec import Sweep, SweepFile, check
 
 FACTOR = "population.size"
 MAX_SIZE = 200_000  # the scenario's own limit on participants per arm
-FEW_REPLICATES = 100  # below this a power estimate's 95% interval is wider than about +-0.1
+FEW_REPLICATES = metrics.FEW_REPLICATES  # below this a power estimate's 95% interval is wider than about +-0.1
 CI_ALPHA = 0.05  # the Wilson intervals are 95% whatever alpha the trials are tested at
 
 
@@ -87,10 +87,7 @@ def moderation_needs_panel(loaded: LoadedScenario, week: int) -> bool:
 
 
 def _wilson(k: int, n: int) -> tuple[float, float]:
-    from statsmodels.stats.proportion import proportion_confint
-
-    lo, hi = proportion_confint(k, n, alpha=CI_ALPHA, method="wilson")
-    return float(lo), float(hi)
+    return metrics.wilson(k, n, CI_ALPHA)
 
 
 def _interaction(severity: np.ndarray, treated: np.ndarray, trait: np.ndarray) -> tuple[float, float]:

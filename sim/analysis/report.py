@@ -8,10 +8,11 @@
     report.write(report.build(sections, db.url), Path("results/report.html"))
 
 A report covers one or more scenarios; for each, the batch named (or the scenario's latest batch)
-fixes the replicates and the model code whose stored runs are shown. Figures are embedded as
-base64 PNG, so the file opens in any browser with no server. What the runs lack (pending or failed
-runs, an arm with no finished runs, a single replicate, no weekly panel, an arm where everyone
-dropped out) is said in the report, not raised.
+fixes the replicates and the model code whose stored runs are shown. This module computes what the
+report shows (tables as header and cells, figures as base64 PNG, notes) and chooses the sections; the
+layout is in the Jinja2 templates of sim/templates/. The file opens in any browser with no server. What
+the runs lack (pending or failed runs, an arm with no finished runs, a single replicate, no weekly
+panel, an arm where everyone dropped out) is said in the report, not raised.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import base64
 import datetime as dt
 import html
 import io
-import json
 import math
 import os
 from collections.abc import Callable
@@ -29,21 +29,28 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from sim import outputs, redact
+from sim import outputs
 from sim.analysis import metrics, plots
 from sim.analysis.report_sections import (  # noqa: F401 - the report API, re-exported
     ReportError,
     Section,
     comma_list,
     missing_notes,
+    provenance_items,
     section,
     select,
     with_reference,
 )
+from sim.analysis.report_text import FIGURES, GLOSSARY, loto_view, validation_view
+from sim.cli_defaults import REPORT_OUT as DEFAULT_OUT  # noqa: F401 - re-exported for the command line
 from sim.cli_defaults import VALIDATION_OUT as DEFAULT_VALIDATION
 from sim.runs import provenance
 
-# ---------------------------------------------------------------- tables
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+CSS = (TEMPLATES / "report.css").read_text(encoding="utf-8")  # shared with the sweep report
+
+# ---------------------------------------------------------------- cells and tables (data for the templates)
+
 
 def _num(v, digits: int = 1, pct: bool = False) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
@@ -51,23 +58,28 @@ def _num(v, digits: int = 1, pct: bool = False) -> str:
     return f"{100 * v:.{digits}f}" if pct else f"{v:.{digits}f}"
 
 
-def _spread(row: pd.Series, col: str, digits: int = 1, pct: bool = False, reps: bool = True) -> str:
-    """'mean' with the 2.5-97.5 percentiles over replicates in small type."""
+def cell(text: str, sub: str = "", bold: bool = False, cls: str = "") -> dict:
+    """A table cell: text, an optional second line in small type, bold, a CSS class."""
+    return {"text": text, "sub": sub, "bold": bold, "cls": cls}
+
+
+def _spread(row: pd.Series, col: str, digits: int = 1, pct: bool = False) -> dict:
+    """'mean' with the 2.5-97.5 percentiles over replicates as the second line."""
     main = _num(row[col], digits, pct)
     lo, hi = row.get(col + "_p2.5"), row.get(col + "_p97.5")
-    if not reps or main == "–" or lo is None or row.get("replicates", 1) < 2:
-        return html.escape(main)
-    return f"{html.escape(main)}<br><small>[{_num(lo, digits, pct)}, {_num(hi, digits, pct)}]</small>"
+    if main == "–" or lo is None or row.get("replicates", 1) < 2:
+        return cell(main)
+    return cell(main, f"[{_num(lo, digits, pct)}, {_num(hi, digits, pct)}]")
 
 
-def _html_table(header: list[str], rows: list[list[str]], cls: str = "") -> str:
-    """A table from already-escaped cell HTML."""
-    head = "".join(f"<th>{h}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
-    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+def _power(r: pd.Series) -> dict:
+    if pd.isna(r.get("power")):
+        return cell("–")
+    return cell(_num(r.power, 0, pct=True), f"[{_num(r.power_low, 0, pct=True)}, {_num(r.power_high, 0, pct=True)}] "
+                f"of {int(r.power_n)}", cls="few" if r.power_n < metrics.FEW_REPLICATES else "")
 
 
-def arm_table(s: Section, week: int, completers: bool = False, analysis: str = "true") -> str:
+def arm_table(s: Section, week: int, completers: bool = False, analysis: str = "true") -> dict:
     """Per-arm outcomes at the end of `week` over the replicates (ITT, or completers), of the true state or of
     the trial's assessments (`analysis`: true, observed or locf)."""
     sc, res = s.scenario, s.res
@@ -76,31 +88,38 @@ def arm_table(s: Section, week: int, completers: bool = False, analysis: str = "
                                        completers=completers, weekly=res.weekly, programme_weeks=sc.weeks,
                                        analysis=analysis, assessments=res.assessments)
     except metrics.MetricError as e:
-        return f"<p class='missing'>Not computable: {html.escape(str(e))}</p>"
+        return {"missing": f"Not computable: {e}"}
     if trials.empty:
-        return "<p class='missing'>No finished runs.</p>"
+        return {"missing": "No finished runs."}
     table = metrics.across_replicates(trials, list(sc.arms))
     if completers:
-        kept = trials.groupby("arm").n.mean()
-        randomised = trials.groupby("arm").randomised.mean()
+        kept, randomised = trials.groupby("arm").n.mean(), trials.groupby("arm").randomised.mean()
     header = ["arm", "replicates", "n" + (" completers / randomised" if completers else ""), "adherence %",
               "dropout %", "severity baseline → end", "change (points)", "change %", "response %", "remission %",
-              "averaging ≥150 min/week over the programme %", "Hedges g [95% CI of one trial]", "g: 95% of replicates", "power %"]
+              "weeks with ≥150 min % (programme person-weeks)", "Hedges g [95% CI of one trial]",
+              "g: 95% of replicates", "power % [Wilson 95%] of trials"]
     rows = []
     for _, r in table.iterrows():
         ref = r.arm == sc.reference
         n = f"{kept[r.arm]:.0f} / {randomised[r.arm]:.0f}" if completers else f"{r.n:.0f}"
         g = "reference" if ref else f"{_num(r.g, 2)} [{_num(r.g_low, 2)}, {_num(r.g_high, 2)}]"
         spread = "" if ref or r.replicates < 2 else f"{_num(r['g_trial_p2.5'], 2)} to {_num(r['g_trial_p97.5'], 2)}"
-        rows.append([f"<b>{html.escape(r.arm)}</b>", f"{r.replicates}", n, _spread(r, "adherence", pct=True),
+        rows.append([cell(r.arm, bold=True), f"{r.replicates}", n, _spread(r, "adherence", pct=True),
                      _spread(r, "dropout", pct=True), f"{_num(r.baseline)} → {_num(r.severity)}",
                      _spread(r, "change"), _num(r.change_pct), _spread(r, "response", pct=True),
                      _spread(r, "remission", pct=True), _spread(r, "meets_guideline", pct=True), g, spread,
-                     "" if ref else _num(r.power, 0, pct=True)])
-    return _html_table(header, rows, "num")
+                     "" if ref else _power(r)])
+    warnings = []
+    n = table.power_n[table.power_n > 0]
+    if len(n) and n.min() < metrics.FEW_REPLICATES:
+        warnings.append(f"Power counts only {int(n.min())} replicate trials: its Wilson interval is wide; run at least "
+                        f"{metrics.FEW_REPLICATES} replicates before relying on it.")
+    notes = ["Weeks with ≥150 min: needs the per-participant weekly panel (`--record participants-weekly`)."] \
+        if res.weekly.empty else []
+    return {"header": header, "rows": rows, "cls": "num", "warnings": warnings, "notes": notes}
 
 
-def checks_table(s: Section) -> str:
+def checks_table(s: Section) -> dict:
     """The scenario's checks against published findings."""
     sc, res = s.scenario, s.res
     frames = metrics.Frames.of(res, sc.outcomes, programme_weeks=sc.weeks)
@@ -109,141 +128,70 @@ def checks_table(s: Section) -> str:
         try:
             r = metrics.evaluate_checks([c], frames, sc.reference).iloc[0]
         except (metrics.MetricError, KeyError, ValueError) as e:
-            rows.append([html.escape(c.id), html.escape(f"{c.metric} {c.arm} week {c.week}"), "–",
-                         f"{c.accept[0]:g} to {c.accept[1]:g}", "<span class='missing'>not computable: "
-                         f"{html.escape(str(e))}</span>", html.escape(c.source)])
+            rows.append([c.id, f"{c.metric} {c.arm} week {c.week}", "–", f"{c.accept[0]:g} to {c.accept[1]:g}",
+                         cell(f"not computable: {e}", cls="missing"), c.source])
             continue
-        ok = "<span class='ok'>ok</span>" if r.passed else "<span class='off'>OFF</span>"
+        ok = cell("ok", cls="ok") if r.passed else cell("OFF", cls="off")
         if not r.replicates:
-            ok = "<span class='missing'>no data</span>"
+            ok = cell("no data", cls="missing")
         how = f" ({r.analysis})" if r.analysis else ""
-        rows.append([html.escape(c.id), html.escape(f"{c.metric} {c.arm} week {c.week}{how}"),
-                     f"{_num(r['mean'], 3)} <small>[{_num(r['p2.5'], 3)}, {_num(r['p97.5'], 3)}]</small>",
-                     html.escape(r.accept), ok, html.escape(c.source)])
-    return _html_table(["check", "metric", "simulated [95% of replicates]", "accepted", "", "source"], rows)
+        rows.append([c.id, f"{c.metric} {c.arm} week {c.week}{how}",
+                     cell(_num(r["mean"], 3), f"[{_num(r['p2.5'], 3)}, {_num(r['p97.5'], 3)}]"), r.accept, ok, c.source])
+    return {"header": ["check", "metric", "simulated [95% of replicates]", "accepted", "", "source"], "rows": rows}
 
 
-def relapse_table(s: Section) -> str:
-    """Of those remitted at the end of the programme, the share who relapse by the end of follow-up: on the
-    trial's assessments (intention to treat, LOCF) and on the true state (weekly panel)."""
+def relapse_table(s: Section) -> dict:
+    """Of those remitted at the end of the programme, the share who relapse by the end of follow-up (assessed,
+    ITT LOCF; and the true state from the weekly panel), with the remitters each rate rests on."""
     sc, res = s.scenario, s.res
     if not sc.follow_up_weeks:
-        return "<p class='missing'>No follow-up phase in this scenario: relapse after the programme is not defined.</p>"
+        return {"missing": "No follow-up phase in this scenario: relapse after the programme is not defined."}
     frames = metrics.Frames.of(res, sc.outcomes, programme_weeks=sc.weeks)
     last, k = sc.weeks + sc.follow_up_weeks, sc.outcomes.relapse_assessments
-    notes, rows = [], []
-    analyses = ["locf"]
+    notes, rows, analyses = [], [], ["locf"]
     if res.weekly.empty:
         notes.append("Relapse needs the per-participant weekly panel, which these runs did not record, for the true "
-                     "state (run with <code>--record participants-weekly</code>); the assessed rows are shown.")
+                     "state (run with `--record participants-weekly`); the assessed rows are shown.")
     else:
         analyses.append("true")
-    cell = lambda v: _spread(pd.Series({"m": v["mean"], "m_p2.5": v["p2.5"], "m_p97.5": v["p97.5"],  # noqa: E731
-                                        "replicates": v["replicates"]}), "m", pct=True)
+    stat = lambda v: cell(_num(v["mean"], pct=True), f"[{_num(v['p2.5'], pct=True)}, {_num(v['p97.5'], pct=True)}]"  # noqa: E731
+                          if v["replicates"] > 1 else "")
     for how in analyses:
         for arm in [a for a in sc.arms if a in set(res.participants.arm)]:
+            args = dict(arm=arm, remitted_at=sc.weeks, week=last, analysis=how)
             try:
                 rem = metrics.summarise(metrics.compute("remission_rate", frames, arm=arm, week=sc.weeks, analysis=how))
-                rel = metrics.summarise(metrics.compute("relapse_rate", frames, arm=arm, remitted_at=sc.weeks,
-                                                        week=last, analysis=how))
+                rel = metrics.summarise(metrics.compute("relapse_rate", frames, **args))
+                base = metrics.denominators("relapse_rate", frames, **args)
             except metrics.MetricError as e:
-                notes.append(f"{html.escape(arm)}, {how}: not computable: {html.escape(str(e))}")
+                notes.append(f"{arm}, {how}: not computable: {e}")
                 continue
             label = "assessed, ITT (LOCF)" if how == "locf" else "true state"
-            rows.append([f"<b>{html.escape(arm)}</b>", label, cell(rem), cell(rel), f"{rel['replicates']}"])
+            rows.append([cell(arm, bold=True), label, stat(rem), stat(rel),
+                         cell(f"{base.mean():.1f}", f"{base.min()}–{base.max()}; {int(base.sum())} in all",
+                              cls="few" if base.mean() < metrics.FEW_PEOPLE else ""),
+                         f"{rel['replicates']} of {len(base)}"])
     above = "any assessment" if k == 1 else f"{k} consecutive assessments"
-    table = _html_table(["arm", "analysis", f"remitted at week {sc.weeks} %",
-                         f"of those, relapsed by week {last} ({above} above {sc.outcomes.remission_at:g}) %",
-                         "replicates with remitters"], rows, "num") if rows else ""
-    return "".join(f"<p class='missing'>{n}</p>" for n in notes) + table
+    header = ["arm", "analysis", f"remitted at week {sc.weeks} %",
+              f"of those, relapsed by week {last} ({above} above {sc.outcomes.remission_at:g}) %",
+              "remitters per replicate (the denominator): mean, range, total", "replicates with remitters"]
+    if not rows:
+        return {"missing": " ".join(notes) or "Not computable."}
+    return {"header": header, "rows": rows, "cls": "num", "notes_before": notes,
+            "notes": [f"Rows with fewer than {metrics.FEW_PEOPLE} remitters per replicate on average rest on few people."]}
 
 
-def runs_table(s: Section) -> str:
+def runs_table(s: Section) -> dict:
     """Expected runs per arm and their status."""
-    t = s.status
     rows = []
-    for arm, g in t.groupby("arm", sort=False):
+    for arm, g in s.status.groupby("arm", sort=False):
         counts = g.status.value_counts()
-        rows.append([f"<b>{html.escape(arm)}</b>", f"{len(g)}", f"{counts.get('done', 0)}",
-                     f"{counts.get('failed', 0)}", f"{counts.get('not run', 0) + counts.get('running', 0)}"])
-    return _html_table(["arm", "expected runs", "done", "failed", "not stored"], rows, "num")
-
-
-def _when(t) -> str:
-    return "–" if t is None or pd.isna(t) else f"{pd.Timestamp(t):%Y-%m-%d %H:%M:%S} UTC"
-
-
-def provenance_table(s: Section) -> str:
-    """Where the numbers came from: scenario, seeds, batches, code, packages, host and timings."""
-    runs, b, esc = s.res.runs, s.batch, html.escape
-    pk = sorted(set(runs.packages.dropna())) if len(runs) else []
-    packages = "; ".join(", ".join(f"{k} {v}" for k, v in json.loads(p).items()) for p in pk) or "–"
-    git = sorted({f"{sha}{' (uncommitted changes)' if dirty else ''}" for sha, dirty in
-                  zip(runs.git_sha.fillna("unknown"), runs.git_dirty.fillna(False))}) if len(runs) else []
-    used = sorted(int(x) for x in runs.batch_id.dropna().unique()) if len(runs) else []
-    seeds = sorted(set(runs.seed), key=lambda x: int(x.split("/")[-1]) if x.split("/")[-1].isdigit() else 0)
-    wall = runs.wall_seconds.sum() if len(runs) else 0.0
-    done = b["finished_at"] is not None and not pd.isna(b["finished_at"])
-    batch = f"{b['id']}: {s.replicates} replicates, started {_when(b['started_at'])}, "
-    batch += f"finished {_when(b['finished_at'])}" if done else "not finished"
-    if b.get("wall_seconds"):
-        batch += f", {b['wall_seconds']:.1f} s"
-        if b.get("store_seconds") is not None:
-            batch += f", {100 * b['store_seconds'] / b['wall_seconds']:.0f}% of it writing to the store"
-    every = ", ".join(f"{r.id} ({r.replicates} reps, "
-                      f"{'finished' if r.finished_at is not None and not pd.isna(r.finished_at) else 'unfinished'})"
-                      for r in s.batches.itertuples())
-    per_run = wall / max(len(runs), 1)
-    items = [
-        ("scenario", f"{esc(s.name)} — file <code>{esc(s.path)}</code>"),
-        ("scenario text sha256", f"<code>{s.res.sha256}</code>"),
-        ("scenario seed; replicate seeds", f"{s.scenario.seed}; {esc(comma_list(seeds)) or '–'}"),
-        ("batch reported", batch),
-        ("command", f"<code>{esc(redact.mask(b.get('command') or '–'))}</code> (executor {esc(b.get('executor') or '–')}, "
-                    f"record {esc(b.get('record') or 'endpoints only')})"),
-        ("batches that stored the runs shown", ", ".join(map(str, used)) or "–"),
-        ("all batches of this scenario text", every),
-        ("code version of the runs", esc(", ".join(sorted(set(runs.code_version.dropna()))) or "–")),
-        ("model hash of the runs", f"<code>{s.model_hash}</code> (current code: <code>{provenance.model_hash()}"
-                                   "</code>)"),
-        ("git commit", esc(", ".join(git)) or "–"),
-        ("packages", esc(packages)),
-        ("hosts", esc(", ".join(sorted(set(runs.host.dropna())))) or "–"),
-        ("run time", f"{len(runs)} runs, {wall:.1f} s of compute in total ({per_run:.2f} s per run); first started "
-                     f"{_when(runs.started_at.min() if len(runs) else None)}, last finished "
-                     f"{_when(runs.finished_at.max() if len(runs) else None)}"),
-    ]
-    return "<table class='prov'>" + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in items) + "</table>"
+        rows.append([cell(arm, bold=True), f"{len(g)}", f"{counts.get('done', 0)}", f"{counts.get('failed', 0)}",
+                     f"{counts.get('not run', 0) + counts.get('running', 0)}"])
+    return {"header": ["arm", "expected runs", "done", "failed", "not stored"], "rows": rows, "cls": "num"}
 
 
 # ---------------------------------------------------------------- figures
-
-FIGURES: dict[str, tuple[str, str]] = {
-    # key: (title, caption)
-    "outcomes": ("Severity and exercise over time",
-                 "Arm mean severity at each week's end and mean minutes exercised per week; bands: 2.5 to 97.5 "
-                 "percentiles of replicate trials. Dashed line: end of the programme; shaded: follow-up."),
-    "minutes": ("Weekly minutes and the 150 min/week guideline",
-                "Top: mean minutes per participant per week (everyone randomised, dropouts as 0). Bottom: share of "
-                "all randomised participants exercising at least 150 minutes in that week (needs the weekly panel)."),
-    "dropout": ("Dropout (Kaplan-Meier)",
-                "Share still enrolled by week, participants of all replicates pooled per arm; band: 95% Greenwood "
-                "log(-log) confidence interval of the pooled sample (narrower than one trial's)."),
-    "heterogeneity": ("For whom: effect by baseline traits",
-                      "Effect at the end of the programme within tertiles of baseline traits (all replicates pooled): "
-                      "mean change in the reference arm minus mean change in the arm, in scale points (positive = arm "
-                      "better), with Hedges g and the number of participants per cell."),
-    "dose_response": ("Dose-response",
-                      "Per participant: mean weekly minutes in follow-up (or the programme, without follow-up) against "
-                      "change in severity; line: mean in bins of minutes with a 95% CI."),
-    "trajectories": ("Individual trajectories by phenotype",
-                     "A random sample of participants' weekly severity, coloured by phenotype (median splits of "
-                     "baseline reward sensitivity and cognitive control); thick lines: each phenotype's mean."),
-    "forest": ("Effect sizes (forest plot)",
-               "Hedges g against the reference arm at the end of the programme and of follow-up: dot = mean over "
-               "replicates, thick bar = 95% of replicate trials, thin bar = mean 95% CI of one trial."),
-}
-
 
 def _effects(sections: list[Section], label_with_scenario: bool) -> pd.DataFrame:
     rows = []
@@ -297,14 +245,11 @@ def _png(fig: Figure, dpi: int = 100) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _figure_html(key: str, drawn: Figure | str, anchor: str) -> str:
+def figure(key: str, drawn: Figure | str, anchor: str) -> dict:
+    """A figure for the template: title, caption, anchor and the PNG (base64) or why it is missing."""
     title, caption = FIGURES[key]
-    if isinstance(drawn, str):
-        body = f"<p class='missing'>Not shown: {html.escape(drawn)}</p>"
-    else:
-        body = f"<img alt='{html.escape(title)}' src='data:image/png;base64,{_png(drawn)}'>"
-    return (f"<figure id='{anchor}'><h4>{html.escape(title)}</h4>{body}"
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    return {"anchor": anchor, "title": title, "caption": caption, "png": None if isinstance(drawn, str) else _png(drawn),
+            "missing": drawn if isinstance(drawn, str) else ""}
 
 
 def save_figures(sections: list[Section], folder: Path) -> list[Path]:
@@ -328,34 +273,7 @@ def _multi_footer(sections: list[Section]) -> str:
             f"{dt.date.today().isoformat()}")
 
 
-# ---------------------------------------------------------------- the HTML
-
-CSS = """
-body { font-family: -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; color: #222; margin: 0;
-       background: #fafafa; line-height: 1.45; }
-main { max-width: 1180px; margin: 0 auto; padding: 1.5em 2em 4em; background: #fff; }
-h1 { font-size: 1.7em; margin-bottom: .2em; }
-h2 { border-bottom: 2px solid #ddd; padding-bottom: .2em; margin-top: 2em; }
-h3 { margin-top: 1.6em; color: #333; } h4 { margin: .2em 0 .4em; }
-.meta { color: #555; font-size: .92em; } .question { font-style: italic; color: #333; }
-table { border-collapse: collapse; margin: .6em 0 1.2em; font-size: .86em; }
-th, td { border: 1px solid #ddd; padding: .3em .55em; vertical-align: top; }
-thead th { background: #f0f2f5; text-align: center; }
-table.num td { text-align: right; white-space: nowrap; } table.num td:first-child { text-align: left; }
-table.prov th { text-align: left; background: #f6f6f6; width: 16em; font-weight: 600; }
-small { color: #666; }
-figure { margin: 1.2em 0 2em; } figure img { max-width: 100%; border: 1px solid #eee; }
-figcaption { color: #555; font-size: .88em; max-width: 60em; }
-.notes { background: #fff7e0; border-left: 4px solid #e0a800; padding: .6em 1em; margin: 1em 0; }
-.notes.good { background: #eef8ee; border-color: #4a4; }
-.notes ul { margin: .3em 0; padding-left: 1.2em; }
-.missing { color: #8a5a00; } .ok { color: #187a18; font-weight: 600; } .off { color: #c00; font-weight: 700; }
-pre { background: #f6f8fa; border: 1px solid #e3e3e3; padding: .8em; overflow-x: auto; font-size: .82em; }
-nav ul { font-size: .92em; } code { font-size: .92em; }
-table.defs th { text-align: left; background: #f6f6f6; }
-details summary { cursor: pointer; color: #245; }
-"""
-
+# ---------------------------------------------------------------- what each section shows
 
 def _question(text: str) -> str:
     """The opening comment block of a scenario file (the question it asks)."""
@@ -367,153 +285,81 @@ def _question(text: str) -> str:
     return " ".join(lines)
 
 
+def section_context(s: Section, anchor: str) -> dict:
+    """Everything the section template shows for one scenario."""
+    sc, res = s.scenario, s.res
+    last = sc.weeks + sc.follow_up_weeks
+    assessed = (f"every week, 0-{last}" if sc.outcomes.assessment_weeks is None else
+                "at weeks " + ", ".join(map(str, sc.outcomes.assessments(last))))
+    out = {"anchor": anchor, "name": s.name, "question": _question(res.text), "description": sc.description.strip(),
+           "arms": list(sc.arms), "reference": sc.reference, "replicates": s.replicates, "size": sc.population.size,
+           "weeks": sc.weeks, "follow_up_weeks": sc.follow_up_weeks, "scale": sc.outcomes.scale,
+           "remission_at": f"{sc.outcomes.remission_at:g}", "response_pct": f"{100 * sc.outcomes.response_reduction:.0f}",
+           "assessed": assessed, "batch_id": s.batch["id"], "notes": s.notes, "runs": runs_table(s),
+           "empty": res.participants.empty, "path": s.path, "text": res.text, "provenance": provenance_items(s)}
+    if out["empty"]:
+        return out
+    tables = []
+    for week, when in [(sc.weeks, "End of programme")] + ([(last, "End of follow-up")] if sc.follow_up_weeks else []):
+        title = f"{when} (week {week}), intention to treat"
+        tables.append({"title": title, "label": "true state", "table": arm_table(s, week)})
+        tables.append({"title": title, "label": "assessed, last observation carried forward",
+                       "table": arm_table(s, week, analysis="locf")})
+    tables.append({"title": f"End of programme (week {sc.weeks}), completers", "label": "true state",
+                   "intro": "Only participants who had not dropped out by the end of the programme, from per-participant "
+                            "severity; n = completers / randomised; the dropout column is the share left out.",
+                   "table": arm_table(s, sc.weeks, completers=True)})
+    seen = False
+    for t in tables:  # the power warning once per section, under the first table that has it
+        w = t["table"].get("warnings", [])
+        t["table"]["warnings"] = [] if seen else w
+        seen = seen or bool(w)
+    out.update(arm_tables=tables, relapse=relapse_table(s), checks=checks_table(s) if sc.checks else None,
+               figures=[figure(k, _draw(make), f"{anchor}-fig-{k}") for k, make in figure_makers(s).items()])
+    return out
+
+
+def _environment():
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, trim_blocks=False,
+                             undefined=jinja2.StrictUndefined)
+    env.filters["code"] = lambda text: jinja2.utils.markupsafe.Markup(_code(str(text)))
+    return env
+
+
+def build(sections: list[Section], db_url: str, generated: dt.datetime | None = None,
+          validation: dict | None = None, validation_path: Path | str = "", loto: dict | None = None,
+          loto_path: Path | str = "") -> str:
+    """The whole report as one self-contained HTML string (with the `sim validate` record and the
+    leave-one-trial-out record when given)."""
+    generated = generated or dt.datetime.now(dt.UTC)
+    across = None
+    if len(sections) > 1:
+        across = figure("forest", _draw(lambda: plots.forest(_effects(sections, True), _multi_footer(sections))),
+                        "across-forest")
+    v = validation_view(validation, validation_path or DEFAULT_VALIDATION, provenance.model_hash())
+    v["loto"] = loto_view(loto, loto_path, provenance.model_hash()) if loto else None
+    return _environment().get_template("report.html.j2").render(
+        names=", ".join(s.name for s in sections), generated=f"{generated:%Y-%m-%d %H:%M}",
+        code_version=provenance.code_version(), model_hash=provenance.model_hash(), db_url=db_url,
+        batches=", ".join(str(s.batch["id"]) for s in sections), across=across,
+        sections=[section_context(s, f"s{i}-{s.name}") for i, s in enumerate(sections)], v=v, glossary=GLOSSARY)
+
+
+# ---------------------------------------------------------------- helpers the sweep report shares
+
+def _html_table(header: list[str], rows: list[list[str]], cls: str = "") -> str:
+    """A table from already-escaped cell HTML (the sweep report's tables)."""
+    head = "".join(f"<th>{h}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
 def _code(text: str) -> str:
     """Escaped text with `backquoted` parts as <code>."""
     parts = html.escape(text).split("`")
     return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
-
-
-def _section_html(s: Section, anchor: str) -> str:
-    sc, res = s.scenario, s.res
-    out = [f"<section id='{anchor}'><h2>{html.escape(s.name)}</h2>"]
-    if q := _question(s.res.text):
-        out.append(f"<p class='question'>{html.escape(q)}</p>")
-    if sc.description:
-        out.append(f"<p>{html.escape(sc.description.strip())}</p>")
-    out.append(f"<p class='meta'>{len(sc.arms)} arms ({html.escape(', '.join(sc.arms))}; reference "
-               f"<b>{html.escape(sc.reference)}</b>) × {s.replicates} replicate trials × {sc.population.size} "
-               f"participants per arm; {sc.weeks} weeks of programme + {sc.follow_up_weeks} weeks of follow-up; "
-               f"severity on {html.escape(sc.outcomes.scale)} (remission ≤ {sc.outcomes.remission_at:g}, "
-               f"response = {100 * sc.outcomes.response_reduction:.0f}% reduction; assessed "
-               + (f"every week, 0-{sc.weeks + sc.follow_up_weeks}" if sc.outcomes.assessment_weeks is None else
-                  "at weeks " + ", ".join(map(str, sc.outcomes.assessments(sc.weeks + sc.follow_up_weeks))))
-               + "). "
-               f"Batch {s.batch['id']}.</p>")
-    if s.notes:
-        out.append(f"<div class='notes' id='{anchor}-missing'><b>What is missing or partial</b><ul>"
-                   + "".join(f"<li>{_code(n)}</li>" for n in s.notes) + "</ul></div>")
-    else:
-        out.append(f"<div class='notes good' id='{anchor}-missing'><b>Complete:</b> every expected run is stored, "
-                   "with the weekly panel.</div>")
-    out.append(f"<h3 id='{anchor}-runs'>Runs</h3>" + runs_table(s))
-    if res.participants.empty:
-        out.append("<p class='missing'>No finished runs: nothing to tabulate or plot yet.</p>")
-    else:
-        out.append(f"<h3 id='{anchor}-tables'>Outcomes by arm</h3>")
-        out.append("<p class='meta'>Means over replicate trials, with the 2.5 and 97.5 percentiles over replicates in "
-                   "brackets. Intention to treat: every randomised participant counts, dropouts included. g: Hedges g "
-                   f"of severity against {html.escape(sc.reference)} (positive = fewer symptoms), paired: the arms of a "
-                   "replicate are the same simulated people. g: 95% of replicates and power (share of replicate "
-                   "trials with Welch p &lt; 0.05 in favour of the arm) compare the arm with the reference group of "
-                   "another replicate, as between two independent groups of a real trial. ≥150 min/week: share averaging at "
-                   "least 150 minutes a week over the programme.</p>")
-        true_state, locf = "<small> · true state</small>", "<small> · assessed, last observation carried forward</small>"
-        out.append("<p class='meta'><b>True state</b>: the simulated severity of every randomised participant, which "
-                   "no trial sees. <b>Assessed</b>: what the trial measured (rater error; nobody is assessed after "
-                   "leaving the trial), analysed by intention to treat with each participant's last assessment "
-                   "carried forward (LOCF; their baseline if nothing later).</p>")
-        last = sc.weeks + sc.follow_up_weeks
-        for week, when in [(sc.weeks, "End of programme")] + ([(last, "End of follow-up")] if sc.follow_up_weeks else []):
-            out.append(f"<h4>{when} (week {week}), intention to treat{true_state}</h4>" + arm_table(s, week))
-            out.append(f"<h4>{when} (week {week}), intention to treat{locf}</h4>"
-                       + arm_table(s, week, analysis="locf"))
-        out.append(f"<h4>End of programme (week {sc.weeks}), completers{true_state}</h4><p class='meta'>Only "
-                   "participants who had "
-                   "not dropped out by the end of the programme, from per-participant severity; n = completers / "
-                   "randomised; the dropout column is the share left out.</p>"
-                   + arm_table(s, sc.weeks, completers=True))
-        out.append("<h4>Relapse after the programme</h4>" + relapse_table(s))
-        if sc.checks:
-            out.append("<h4>Checks against published findings</h4>" + checks_table(s))
-        out.append(f"<h3 id='{anchor}-figures'>Figures</h3>")
-        for key, make in figure_makers(s).items():
-            out.append(_figure_html(key, _draw(make), f"{anchor}-fig-{key}"))
-    out.append(f"<h3 id='{anchor}-scenario'>Scenario file</h3><p class='meta'>As stored with the runs (from "
-               f"<code>{html.escape(s.path)}</code>).</p><pre>{html.escape(s.res.text)}</pre>")
-    out.append(f"<h3 id='{anchor}-provenance'>Provenance</h3>" + provenance_table(s))
-    out.append("</section>")
-    return "\n".join(out)
-
-
-GLOSSARY = [
-    ("adherence", "completed over prescribed programme sessions, summed over the arm (dropouts' missed sessions "
-                  "count)"),
-    ("dropout", "share who dropped out (stopped for good) by the end of the week"),
-    ("change", "arm mean severity at the week minus at baseline (negative = better)"),
-    ("response / remission", "severity at most (1 − response reduction) × own baseline / at most the remission "
-                             "threshold"),
-    ("Hedges g", "(reference mean − arm mean) / pooled SD × small-sample correction, with its 95% CI "
-                 "(Hedges & Olkin 1985)"),
-    ("95% of replicates", "2.5 and 97.5 percentiles of a trial metric over replicate trials"),
-    ("completers", "participants not dropped out by the end of the week reported"),
-    ("true state", "the simulated severity of every randomised participant (no rater error, no missing data)"),
-    ("assessed, LOCF", "the trial's assessments, intention to treat: each participant's last assessment at or "
-                       "before the week carried forward (baseline if none later); docs/metrics.md, Analyses"),
-    ("relapse", "of those remitted at a week, a given number of consecutive assessments above the remission "
-                "threshold after it (outcomes.relapse_assessments; the true state: weeks of the panel)"),
-]
-
-
-def validation_html(record: dict | None, path: Path | str) -> str:
-    """The latest `sim validate` table, saying which model code made it and whether that is this code."""
-    out = ["<section id='validation'><h2>Validation against published trials</h2>"]
-    if record is None:
-        out.append(f"<p class='missing'>No validation result at <code>{html.escape(str(path))}</code>: run "
-                   "<code>make validate</code> (or <code>sim validate</code>) to compare the model with published "
-                   "trials.</p></section>")
-        return "".join(out)
-    same = record.get("model_hash") == provenance.model_hash()
-    out.append(f"<p class='meta'>From <code>{html.escape(str(path))}</code>: targets "
-               f"<code>{html.escape(str(record.get('targets')))}</code>, sim {html.escape(str(record.get('code_version')))}"
-               f" (model hash {html.escape(str(record.get('model_hash')))}), {html.escape(str(record.get('date')))}.</p>")
-    if not same:
-        out.append("<p class='missing'>This validation was made with different model code from the code writing this "
-                   "report: rerun <code>make validate</code> before relying on it.</p>")
-    rows, passed = [], 0
-    for r in record["rows"]:
-        num = lambda v: v if isinstance(v, str) else ("–" if v is None else f"{v:.3g}")  # noqa: E731
-        ok = bool(r.get("passed"))
-        passed += ok
-        how = f" <small>({html.escape(str(r['analysis']))})</small>" if r.get("analysis") else ""
-        rows.append([html.escape(str(r.get("id"))) + how, html.escape(str(r.get("finding", ""))), num(r.get("published")),
-                     f"{num(r.get('mean'))} [{num(r.get('p2.5'))}, {num(r.get('p97.5'))}] ({r.get('replicates')} reps)",
-                     f"{num(r.get('accept_low'))} to {num(r.get('accept_high'))}",
-                     "pass" if ok else "<span class='missing'>FAIL</span>"])
-    out.append(_html_table(["target", "finding", "published", "simulated mean [95% over replicates]", "accept",
-                            "result"], rows))
-    out.append(f"<p>{passed} of {len(rows)} targets pass.</p></section>")
-    return "".join(out)
-
-
-def build(sections: list[Section], db_url: str, generated: dt.datetime | None = None,
-          validation: dict | None = None, validation_path: Path | str = "") -> str:
-    """The whole report as one self-contained HTML string (with the validation record when one is given)."""
-    generated = generated or dt.datetime.now(dt.UTC)
-    names = ", ".join(s.name for s in sections)
-    anchors = [f"s{i}-{s.name}" for i, s in enumerate(sections)]
-    nav = []
-    for s, a in zip(sections, anchors):
-        nav.append(f"<li><a href='#{a}'>{html.escape(s.name)}</a>: <a href='#{a}-missing'>what is missing</a>, "
-                   f"<a href='#{a}-tables'>tables</a>, <a href='#{a}-figures'>figures</a>, "
-                   f"<a href='#{a}-scenario'>scenario</a>, <a href='#{a}-provenance'>provenance</a></li>")
-    body = [f"<h1>Virtual trial report: {html.escape(names)}</h1>",
-            f"<p class='meta'>Generated {generated:%Y-%m-%d %H:%M} UTC by sim {html.escape(provenance.code_version())} "
-            f"(model hash {provenance.model_hash()}) from <code>{html.escape(db_url)}</code>; batches "
-            f"{', '.join(str(s.batch['id']) for s in sections)}. Metric definitions: docs/metrics.md.</p>",
-            "<nav><ul>" + "".join(nav)
-            + ("<li><a href='#across'>across scenarios</a></li>" if len(sections) > 1 else "")
-            + "<li><a href='#validation'>validation</a></li><li><a href='#definitions'>definitions</a></li></ul></nav>"]
-    if len(sections) > 1:
-        drawn = _draw(lambda: plots.forest(_effects(sections, True), _multi_footer(sections)))
-        body.append("<section id='across'><h2>Across scenarios</h2>" + _figure_html("forest", drawn, "across-forest")
-                    + "</section>")
-    body += [_section_html(s, a) for s, a in zip(sections, anchors)]
-    body.append(validation_html(validation, validation_path or DEFAULT_VALIDATION))
-    body.append("<section id='definitions'><h2>Definitions</h2><table class='defs'>" + "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in GLOSSARY) + "</table></section>")
-    return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-            f"<meta name='viewport' content='width=device-width, initial-scale=1'><title>Report: {html.escape(names)}"
-            f"</title><style>{CSS}</style></head><body><main>\n" + "\n".join(body) + "\n</main></body></html>\n")
 
 
 def check_writable(out: Path) -> None:

@@ -4,13 +4,14 @@ notes on what its runs lack (pending or failed runs, missing arms, a single repl
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from sim import inputs
+from sim import inputs, redact
 from sim.runs import provenance, results
 from sim.runs import store as st
 from sim.scenario import Scenario, ScenarioError, parse
@@ -214,3 +215,48 @@ def missing_notes(s: Section) -> list[str]:
         notes.append(f"These runs were made by model code {s.model_hash}; the current code is "
                      f"{provenance.model_hash()}. Running the scenario again now would make new runs.")
     return notes
+
+
+def _when(t) -> str:
+    return "–" if t is None or pd.isna(t) else f"{pd.Timestamp(t):%Y-%m-%d %H:%M:%S} UTC"
+
+
+def provenance_items(s: Section) -> list[tuple[str, str, bool]]:
+    """Where the numbers came from, as (label, value, shown as code): scenario, seeds, batches, code, packages,
+    host and timings."""
+    runs, b = s.res.runs, s.batch
+    pk = sorted(set(runs.packages.dropna())) if len(runs) else []
+    packages = "; ".join(", ".join(f"{k} {v}" for k, v in json.loads(p).items()) for p in pk) or "–"
+    git = sorted({f"{sha}{' (uncommitted changes)' if dirty else ''}" for sha, dirty in
+                  zip(runs.git_sha.fillna("unknown"), runs.git_dirty.fillna(False))}) if len(runs) else []
+    used = sorted(int(x) for x in runs.batch_id.dropna().unique()) if len(runs) else []
+    seeds = sorted(set(runs.seed), key=lambda x: int(x.split("/")[-1]) if x.split("/")[-1].isdigit() else 0)
+    wall = runs.wall_seconds.sum() if len(runs) else 0.0
+    done = b["finished_at"] is not None and not pd.isna(b["finished_at"])
+    batch = f"{b['id']}: {s.replicates} replicates, started {_when(b['started_at'])}, "
+    batch += f"finished {_when(b['finished_at'])}" if done else "not finished"
+    if b.get("wall_seconds"):
+        batch += f", {b['wall_seconds']:.1f} s"
+        if b.get("store_seconds") is not None:
+            batch += f", {100 * b['store_seconds'] / b['wall_seconds']:.0f}% of it writing to the store"
+    every = ", ".join(f"{r.id} ({r.replicates} reps, "
+                      f"{'finished' if r.finished_at is not None and not pd.isna(r.finished_at) else 'unfinished'})"
+                      for r in s.batches.itertuples())
+    return [
+        ("scenario", f"{s.name} — file {s.path}", False),
+        ("scenario text sha256", s.res.sha256, True),
+        ("scenario seed; replicate seeds", f"{s.scenario.seed}; {comma_list(seeds) or '–'}", False),
+        ("batch reported", batch, False),
+        ("command", f"{redact.mask(b.get('command') or '–')} (executor {b.get('executor') or '–'}, record "
+                    f"{b.get('record') or 'endpoints only'})", False),
+        ("batches that stored the runs shown", ", ".join(map(str, used)) or "–", False),
+        ("all batches of this scenario text", every, False),
+        ("code version of the runs", ", ".join(sorted(set(runs.code_version.dropna()))) or "–", False),
+        ("model hash of the runs", f"{s.model_hash} (current code: {provenance.model_hash()})", False),
+        ("git commit", ", ".join(git) or "–", False),
+        ("packages", packages, False),
+        ("hosts", ", ".join(sorted(set(runs.host.dropna()))) or "–", False),
+        ("run time", f"{len(runs)} runs, {wall:.1f} s of compute in total ({wall / max(len(runs), 1):.2f} s per run); "
+                     f"first started {_when(runs.started_at.min() if len(runs) else None)}, last finished "
+                     f"{_when(runs.finished_at.max() if len(runs) else None)}", False),
+    ]

@@ -99,11 +99,42 @@ def phenotype(participants: pd.DataFrame) -> pd.Series:
     return pd.Series(pd.Categorical(np.char.add(np.char.add(r, ", "), c), PHENOTYPES), index=participants.index)
 
 
+FEW_PEOPLE = 10  # a bin or cell with fewer people than this is marked in tables and figures
+
+
+def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean of `values` with its t-distribution confidence interval (NaN limits for fewer than 2 values)."""
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return np.nan, np.nan, np.nan
+    m = float(v.mean())
+    if len(v) < 2:
+        return m, np.nan, np.nan
+    half = stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
+    return m, m - half, m + half
+
+
+def welch_interval(x: np.ndarray, y: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """mean(y) - mean(x) with its Welch t confidence interval (Welch-Satterthwaite degrees of freedom)."""
+    if len(x) < 2 or len(y) < 2:
+        d = y.mean() - x.mean() if len(x) and len(y) else np.nan
+        return d, np.nan, np.nan
+    vx, vy = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
+    d, se = y.mean() - x.mean(), np.sqrt(vx + vy)
+    if se == 0:
+        return d, d, d
+    df = (vx + vy) ** 2 / (vx ** 2 / (len(x) - 1) + vy ** 2 / (len(y) - 1))
+    half = stats.t.ppf(0.5 + level / 2, df) * se
+    return d, d - half, d + half
+
+
 def subgroup_effects(participants: pd.DataFrame, reference: str, by: list[str],
                      endpoint: str = "severity_end_programme") -> pd.DataFrame:
     """Per non-reference arm and cell of baseline-trait tertiles (`by`: one or two traits), replicates
     pooled: mean change from baseline to `endpoint` in arm and reference, effect = reference change minus
-    arm change (points; positive = arm better) with a Welch 95% CI, and Hedges g of `endpoint` severity."""
+    arm change (points; positive = arm better) with a Welch t 95% CI, Hedges g of `endpoint` severity, the
+    people in each group and `few` (either group under FEW_PEOPLE)."""
     p = participants.assign(change=participants[endpoint] - participants.baseline_severity)
     for t in by:
         p[t + "_tertile"] = tertile(p[t])
@@ -117,21 +148,20 @@ def subgroup_effects(participants: pd.DataFrame, reference: str, by: list[str],
             mask = np.logical_and.reduce([ref[k] == v for k, v in zip(keys, cell)])
             r = ref[mask]
             x, y = d.change.dropna().to_numpy(), r.change.dropna().to_numpy()
-            eff = y.mean() - x.mean() if len(x) and len(y) else np.nan
-            se = np.sqrt(x.var(ddof=1) / len(x) + y.var(ddof=1) / len(y)) if len(x) > 1 and len(y) > 1 else np.nan
+            eff, lo, hi = welch_interval(x, y)
             g, g_lo, g_hi = hedges_g(d[endpoint].dropna(), r[endpoint].dropna()) if len(x) > 1 and len(y) > 1 \
                 else (np.nan, np.nan, np.nan)
             rows.append({"arm": arm, **dict(zip(keys, cell)), "n": len(x), "n_reference": len(y),
                          "change": x.mean() if len(x) else np.nan, "change_reference": y.mean() if len(y) else np.nan,
-                         "effect": eff, "effect_low": eff - 1.96 * se, "effect_high": eff + 1.96 * se,
-                         "g": g, "g_low": g_lo, "g_high": g_hi})
+                         "effect": eff, "effect_low": lo, "effect_high": hi, "g": g, "g_low": g_lo, "g_high": g_hi,
+                         "few": min(len(x), len(y)) < FEW_PEOPLE})
     return pd.DataFrame(rows)
 
 
-def binned_means(x: pd.Series, y: pd.Series, bins: int = 8, min_n: int = 5) -> pd.DataFrame:
-    """Mean of y (with a normal 95% CI) in bins of x: one bin for x == 0, then `bins` equal-width bins of
-    x > 0 up to its 99th percentile (the top bin takes the rest); bins with fewer than `min_n` people are
-    left out. Columns x (mean x in the bin), mean, low, high, n."""
+def binned_means(x: pd.Series, y: pd.Series, bins: int = 8, min_n: int = 2) -> pd.DataFrame:
+    """Mean of y with its t 95% CI in bins of x: one bin for x == 0, then `bins` equal-width bins of x > 0 up
+    to its 99th percentile (the top bin takes the rest); bins under `min_n` people are left out (no interval)
+    and bins under FEW_PEOPLE marked `few`. Columns x (mean x in the bin), mean, low, high, n, few."""
     ok = x.notna() & y.notna()
     x, y = x[ok].astype(float), y[ok].astype(float)
     label = pd.Series(-1, index=x.index)
@@ -139,9 +169,37 @@ def binned_means(x: pd.Series, y: pd.Series, bins: int = 8, min_n: int = 5) -> p
     if pos.any():
         top = float(x[pos].quantile(0.99)) or float(x[pos].max())
         label[pos] = np.minimum((x[pos] / top * bins).astype(int), bins - 1)
-    g = pd.DataFrame({"x": x, "y": y, "bin": label}).groupby("bin")
-    out = pd.DataFrame({"x": g.x.mean(), "mean": g.y.mean(), "n": g.y.count(),
-                        "se": g.y.std(ddof=1) / np.sqrt(g.y.count())}).reset_index(drop=True)
-    out = out[out.n >= min_n].reset_index(drop=True)
-    out["low"], out["high"] = out["mean"] - 1.96 * out.se, out["mean"] + 1.96 * out.se
-    return out[["x", "mean", "low", "high", "n"]]
+    rows = []
+    for _, d in pd.DataFrame({"x": x, "y": y, "bin": label}).groupby("bin"):
+        if len(d) >= min_n:
+            m, lo, hi = t_interval(d.y.to_numpy())
+            rows.append({"x": d.x.mean(), "mean": m, "low": lo, "high": hi, "n": len(d), "few": len(d) < FEW_PEOPLE})
+    return pd.DataFrame(rows, columns=["x", "mean", "low", "high", "n", "few"])
+
+
+PER_HOUR = 60.0  # dose-response slopes are per 60 minutes a week
+
+
+def dose_association(participants: pd.DataFrame, x_col: str, end: str, start: str,
+                     covariates: tuple[str, ...]) -> pd.DataFrame:
+    """Per arm, replicates pooled: the OLS slope of change in severity (`end` - `start`) on minutes a week
+    (`x_col`), per 60 min/week, raw and adjusted for the baseline traits in `covariates` (those that vary),
+    each with its 95% CI (HC3 robust standard errors). An association among self-selected exercisers, not
+    the effect of exercising more."""
+    import statsmodels.api as sm
+
+    rows = []
+    for arm, d in participants.groupby("arm", sort=False):
+        cov = [c for c in covariates if c in d and d[c].nunique() > 1]
+        data = pd.DataFrame({"x": d[x_col] / PER_HOUR, "y": d[end] - d[start], **{c: d[c] for c in cov}}).dropna()
+        row = {"arm": arm, "n": len(data), "covariates": ", ".join(cov)}
+        for kind, cols in (("raw", ["x"]), ("adjusted", ["x", *cov])):
+            if len(data) <= len(cols) + 2 or data.x.nunique() < 2:
+                row.update({kind: np.nan, f"{kind}_low": np.nan, f"{kind}_high": np.nan})
+                continue
+            with np.errstate(divide="ignore", invalid="ignore"):  # HC3 with a point of leverage 1: NaN CI
+                fit = sm.OLS(data.y, sm.add_constant(data[cols])).fit(cov_type="HC3")
+            lo, hi = fit.conf_int().loc["x"]
+            row.update({kind: float(fit.params["x"]), f"{kind}_low": float(lo), f"{kind}_high": float(hi)})
+        rows.append(row)
+    return pd.DataFrame(rows)

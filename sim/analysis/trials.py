@@ -19,13 +19,37 @@ from sim.analysis.assessed import (
 from sim.scenario import Outcomes
 from sim.vocabulary import GUIDELINE_MINUTES
 
+FEW_REPLICATES = 100  # below this a share over replicates (power) has a 95% interval wider than about +-0.1
+
+
+def wilson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Wilson score interval of a binomial share k/n (NaN when n is 0)."""
+    if n <= 0:
+        return np.nan, np.nan
+    from statsmodels.stats.proportion import proportion_confint
+
+    lo, hi = proportion_confint(k, n, alpha=alpha, method="wilson")
+    return float(lo), float(hi)
+
+
+def guideline_week_share(weekly: pd.DataFrame | None, programme_weeks: int | None,
+                         minutes: float = GUIDELINE_MINUTES) -> pd.Series:
+    """Per (arm, replicate), from the weekly panel: the share of programme person-weeks with at least
+    `minutes` of exercise (every randomised participant; a dropout's weeks count as 0 minutes). Empty
+    without the panel."""
+    if weekly is None or weekly.empty or not programme_weeks:
+        return pd.Series(dtype=float)
+    w = weekly[(weekly.week > 0) & (weekly.week <= programme_weeks)]
+    return (w.minutes >= minutes).groupby([w.arm, w.replicate]).mean().astype(float)
+
 
 def trial_metrics(participants: pd.DataFrame, daily: pd.DataFrame, outcomes: Outcomes, reference: str,
                   week: int, completers: bool = False, weekly: pd.DataFrame | None = None,
                   programme_weeks: int | None = None, analysis: str = "true",
                   assessments: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per arm and replicate trial at the end of `week`: dropout, adherence, change, response,
-    remission, share meeting 150 min/week, Hedges g and Welch p against the reference arm, and `analysis`,
+    remission, the share of programme person-weeks with at least 150 minutes (needs the weekly panel, else
+    NaN), Hedges g and Welch p against the reference arm, and `analysis`,
     which says what the severity columns are.
 
     analysis "true": the simulated severity of every randomised participant (intention to treat, from the
@@ -43,6 +67,7 @@ def trial_metrics(participants: pd.DataFrame, daily: pd.DataFrame, outcomes: Out
                                analysis, assessments)
     at = daily[daily.day == 7 * week].set_index(["arm", "replicate"])
     base = daily[daily.day == 0].set_index(["arm", "replicate"])
+    weeks_met = guideline_week_share(weekly, programme_weeks)
     size = participants.groupby(["arm", "replicate"]).size()
     other = other_cohort(sorted(r for a, r in at.index if a == reference))
 
@@ -74,7 +99,7 @@ def trial_metrics(participants: pd.DataFrame, daily: pd.DataFrame, outcomes: Out
             "change": now.severity_mean - b0.severity_mean,
             "change_pct": 100 * (now.severity_mean / b0.severity_mean - 1),
             "response": now.response_share, "remission": now.remission_share,
-            "meets_guideline": float((d.minutes_per_week_programme >= GUIDELINE_MINUTES).mean()),
+            "meets_guideline": float(weeks_met.get((arm, rep), np.nan)),
             "g": g, "g_low": lo, "g_high": hi, "p": p, "g_trial": g_trial, "p_trial": p_trial,
             "analysis": "true",
         })
@@ -94,7 +119,9 @@ def other_cohort(replicates: list) -> dict:
 
 
 def across_replicates(trials: pd.DataFrame, arm_order: list[str] | None = None) -> pd.DataFrame:
-    """Per arm: the mean of each trial metric and its 2.5/97.5 percentiles over replicates, and power."""
+    """Per arm: the mean of each trial metric and its 2.5/97.5 percentiles over replicates, and power (the share
+    of replicate trials significant in the arm's favour) with its Wilson 95% interval and the number of
+    replicate trials it counts (power_n)."""
     out = []
     arms = [a for a in (arm_order or []) if a in set(trials.arm)] or list(trials.arm.unique())
     for arm in arms:
@@ -108,7 +135,10 @@ def across_replicates(trials: pd.DataFrame, arm_order: list[str] | None = None) 
             row[col + "_p97.5"] = v.quantile(0.975) if len(v) else np.nan
         # power and the spread of g between trials: independent cohorts (see other_cohort)
         pt = d.p_trial if "p_trial" in d else pd.Series(np.nan, index=d.index)
-        row["power"] = float(((pt < 0.05) & (d.g_trial > 0)).mean()) if pt.notna().any() else np.nan
+        hits, n = int(((pt < 0.05) & (d.g_trial > 0)).sum()), int(pt.notna().sum())
+        row["power"] = hits / n if n else np.nan
+        row["power_n"] = n
+        row["power_low"], row["power_high"] = wilson(hits, n)
         out.append(row)
     return pd.DataFrame(out)
 
@@ -132,6 +162,7 @@ def _person_metrics(participants: pd.DataFrame, daily: pd.DataFrame, outcomes: O
         p["_kept"] = p._sev.notna()
         label = analysis
     comp = p[p._kept]
+    weeks_met = guideline_week_share(weekly, programme_weeks)
     other = other_cohort(sorted(p.replicate[p.arm == reference].unique()))
 
     def against(s: np.ndarray, ref_rep) -> tuple[float, float, float, float]:
@@ -161,7 +192,7 @@ def _person_metrics(participants: pd.DataFrame, daily: pd.DataFrame, outcomes: O
             "change_pct": 100 * (mean(s) / mean(s0) - 1) if len(s) else np.nan,
             "response": mean(s <= (1 - outcomes.response_reduction) * s0),
             "remission": mean(s <= outcomes.remission_at),
-            "meets_guideline": mean(who.minutes_per_week_programme >= GUIDELINE_MINUTES),
+            "meets_guideline": float(weeks_met.get((arm, rep), np.nan)),
             "g": g, "g_low": lo, "g_high": hi, "p": pv, "g_trial": g_trial, "p_trial": p_trial,
             "analysis": label,
         })

@@ -18,6 +18,7 @@ from sim import scales
 from sim.model import draws, dynamics, kernel, population
 from sim.model.programme import NO_SUPPORT, ArmPlan, form_groups
 from sim.model.stack import Stack
+from sim.paths import DEFAULT_SCENARIO, scenario_path
 from sim.scenario import LoadedScenario, follow_up_of, load
 from sim.vocabulary import HABIT_LEVELS
 
@@ -61,9 +62,11 @@ class Participant(mesa.Agent):
 class AdherenceModel(mesa.Model):
     """One arm of a scenario run for weeks + follow_up_weeks days.
 
-    scenario: a LoadedScenario or a path to a scenario file (relative paths: from the current folder, then
-    the project); arm: the arm's name (default the first); cohort: pre-drawn baseline traits (so arms of a
-    replicate share people); rng: seed or Generator (its first draw keys every random number of the run);
+    scenario: a LoadedScenario, a path to a scenario file or a library scenario's name (relative paths and
+    names are found in the current folder, then under the project root; default
+    scenarios/standard_prescription.yaml of the project, from any folder); arm: the arm's name (default the first);
+    cohort: pre-drawn baseline traits (so arms of a replicate share people); rng: seed or Generator (its first
+    draw keys every random number of the run);
     reference: use the per-agent reference update instead of the compiled one (slow; for tests);
     parameters: model parameters by dotted name, over the scenario's own overrides. Dotted names also
     work as keyword arguments, so `mesa.batch_run(AdherenceModel, {"plasticity.gain": [0, 0.1]})`
@@ -73,12 +76,12 @@ class AdherenceModel(mesa.Model):
     default: float32 up to HABIT_CELLS entries, not kept above, so a population-sized run stays small).
     """
 
-    def __init__(self, scenario: LoadedScenario | str | Path = "scenarios/standard_prescription.yaml",
+    def __init__(self, scenario: LoadedScenario | str | Path = DEFAULT_SCENARIO,
                  arm: str | None = None, cohort: population.Cohort | None = None,
                  rng=None, reference: bool = False, parameters: dict[str, float] | None = None,
                  panel: bool | None = None, habit_history: bool | None = None, **dotted: float):
         super().__init__(rng=rng)
-        self.loaded = scenario if isinstance(scenario, LoadedScenario) else load(scenario)
+        self.loaded = scenario if isinstance(scenario, LoadedScenario) else load(scenario_path(scenario))
         sc = self.loaded.scenario
         self.arm = arm or next(iter(sc.arms))
         if self.arm not in sc.arms:
