@@ -79,7 +79,7 @@ def markdown(record: dict) -> str:
             n += 1
             passed += bool(r["passed"])
             ins = base.get(r["id"], {}).get("mean")
-            word = "pass" if r["passed"] else f"**FAIL** ({r['verdict']})"
+            word = validation.result_word(r) if r["passed"] else f"**{validation.result_word(r)}**"
             lines.append(f"| {fold['trial'].removesuffix('.yaml')} ({fold['stage']}) | {r['id']} | {r['published']} | "
                          f"{_g(r['mean'])} [{_g(r['p2.5'])}, {_g(r['p97.5'])}] ({r['replicates']}) | "
                          f"{'-' if r['percentile'] is None else format(r['percentile'], '.1f').removesuffix('.0')} | "

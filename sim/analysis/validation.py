@@ -145,12 +145,14 @@ def verdict(mean: float, low: float, high: float, published: float | str, percen
 
 
 def rejudge(row: dict) -> dict:
-    """A stored result row with `passed` and `verdict` by the current rule (from its mean, band, published
-    value, percentile and replicate count)."""
+    """A stored result row with `passed`, `verdict` and `wide` by the current rule (from its mean, band,
+    published value, percentile, replicate count and 95% range)."""
     mean = row.get("mean")
     why = verdict(float("nan") if mean is None else mean, row["accept_low"], row["accept_high"], row["published"],
                   float("nan") if row.get("percentile") is None else row["percentile"], row.get("replicates") or 0)
-    return {**row, "passed": why == "pass", "verdict": why}
+    lo, hi = row.get("p2.5"), row.get("p97.5")
+    wide = lo is not None and hi is not None and hi - lo > row["accept_high"] - row["accept_low"]
+    return {**row, "passed": why == "pass", "verdict": why, "wide": wide}
 
 
 def evaluate(targets: Targets, frames: dict[str, metrics.Frames], hold_out=()) -> pd.DataFrame:
