@@ -11,7 +11,6 @@ per-agent reference on every state array, every day, in every mechanism.
 from __future__ import annotations
 
 import math
-from dataclasses import fields
 
 import numpy as np
 from numba import njit
@@ -31,10 +30,9 @@ from sim.model.draws import (
     U_STOP,
     U_UPTAKE,
 )
-from sim.model.dynamics import NO_EFFECT_DAYS, SEVERITY_TOP, Coefficients, State
+from sim.model.dynamics import NO_EFFECT_DAYS, SEVERITY_TOP, Coefficients
 from sim.model.programme import CLASS, PATTERN, PLAN_COLUMNS
 
-STATE_FIELDS = tuple(f.name for f in fields(State))
 (RX_SPW, RX_MIN, RX_INT, TIT_START_MIN, TIT_START_INT, TIT_DAYS, TIT_FROM, SUP_KIND, SUP_LEVEL, SUP_DAYS, SUP_FADE,
  SUP_FROM, PRIME, PRIME_DAYS, PRIME_FROM, CUE, CUE_STREAK, CUE_DAYS, CUE_FADE, CUE_FROM, SM_SKILL, SM_DAYS, SM_FROM,
  SM_UNTIL, MED_ON, MED_EFFECT, MED_ADH, MED_FROM, MED_UNTIL, PL_ON, PL_ADH, PL_FROM, PL_UNTIL, CONTACT_RATE,

@@ -233,7 +233,7 @@ class AdherenceModel(mesa.Model):
             self.minutes_follow_up += st.minutes_done
         np.maximum(self.habit_max, st.H, out=self.habit_max)
         if self.habit_history.size:
-            self.habit_history[day] = (np.round(self.habit_max * 65535.0) if self.habit_history.dtype == np.uint16
+            self.habit_history[day] = (np.round(self.habit_max * kernel.HABIT_STEPS) if self.habit_history.dtype == np.uint16
                                        else self.habit_max)
         if self._keeps_panel:
             self.minutes_weekly[:, week] += st.minutes_done

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from sim import scales
+from sim.model.dynamics import current_reward_control
 from sim.model.model import AdherenceModel
 from sim.vocabulary import HABIT_LEVELS, TRAITS
 
@@ -51,8 +52,7 @@ def from_model(model: AdherenceModel, replicate: int, seed: str, wall_seconds: f
     prog_w, fu_w = sc.weeks, sc.follow_up_weeks
     dropout_day = np.where(st.dropout_day >= 0, st.dropout_day + 1, np.nan)  # 1-based day of dropout
     coef = model.coef
-    control = lambda s: np.clip(s.C0 + coef.plasticity_control_gain * s.P + s.M, 0, 1)  # noqa: E731
-    reward = lambda s: np.clip(s.R0 + coef.plasticity_reward_sensitization * s.P, 0, 1)  # noqa: E731
+    reward_eop, control_eop = current_reward_control(eop, coef)
     parts = pd.DataFrame({
         "pid": np.arange(model.n),
         "subgroup": model.cohort.subgroup.astype(str),
@@ -71,8 +71,8 @@ def from_model(model: AdherenceModel, replicate: int, seed: str, wall_seconds: f
         "self_efficacy_end_programme": eop.E,
         "habit_end_programme": eop.H,
         "reserve_end_programme": eop.P,
-        "cognitive_control_end_programme": control(eop),
-        "reward_sensitivity_end_programme": reward(eop),
+        "cognitive_control_end_programme": control_eop,
+        "reward_sensitivity_end_programme": reward_eop,
         **dict(zip(HABIT_COLUMNS, model.days_to_habit().T)),
     })
     weekly = None
