@@ -31,6 +31,7 @@ from sim.model.programme import CLASS, PATTERN, DayInputs
 
 SEVERITY_TOP = 52.0  # the internal scale's maximum (HAM-D-17)
 NO_EFFECT_DAYS = 28  # a pill is judged on its effect only after four weeks
+PACK_ROWS = 4096  # records packed per block (4096 x ~300 bytes stays in a core's cache)
 
 
 @dataclass
@@ -100,9 +101,14 @@ class State:
         side by side in memory, which is what the compiled update reads fastest at scale."""
         kinds = {k: np.asarray(v).dtype for k, v in arrays.items()}
         kinds = {k: np.dtype(np.int64) if d.kind == "i" else d for k, d in kinds.items()}
-        records = np.empty(len(arrays["S"]), dtype=np.dtype(list(kinds.items()), align=True))
-        for k, v in arrays.items():
-            records[k] = v
+        n = len(arrays["S"])
+        records = np.empty(n, dtype=np.dtype(list(kinds.items()), align=True))
+        # row block by row block, each block written while it is in the cache: field by field over the whole
+        # array would pass over every record once per field (a million people: 38 passes over 300 MB)
+        for a in range(0, n, PACK_ROWS):
+            block = records[a:a + PACK_ROWS]
+            for k, v in arrays.items():
+                block[k] = v[a:a + PACK_ROWS] if np.ndim(v) else v
         return cls.over(records)
 
     @classmethod
