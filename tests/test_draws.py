@@ -15,20 +15,20 @@ KEYS = draws.run_keys(np.random.default_rng(2026))
 
 @njit(cache=False)
 def _compiled_day(k0, k1, n, day):
-    out = np.empty((n, draws.N_USES))
+    out, z = np.empty((n, draws.N_USES)), np.empty(n)
     for i in range(n):
         pk = draws.person_key(k0, i)
         for use in range(draws.N_USES):
             out[i, use] = draws.unit(pk, draws.day_key(k1, day, use))
-    return out
+        z[i] = draws.normal(pk, draws.day_key(k1, day, draws.U_NORMAL_A), draws.day_key(k1, day, draws.U_NORMAL_B))
+    return out, z
 
 
 def test_compiled_and_numpy_draws_are_the_same_bits():
-    u, z = draws.day_uniforms(KEYS, 500, 17)
-    c = _compiled_day(KEYS[0], KEYS[1], 500, 17)
+    u, z = draws.day_uniforms(KEYS, 5000, 17)
+    c, cz = _compiled_day(KEYS[0], KEYS[1], 5000, 17)
     np.testing.assert_array_equal(u, c[:, :draws.N_UNIFORMS])
-    np.testing.assert_allclose(z, [draws.normal(a, b) for a, b in c[:, [draws.U_NORMAL_A, draws.U_NORMAL_B]]],
-                               rtol=1e-14)
+    np.testing.assert_array_equal(z, cz)
 
 
 def test_uniforms_are_uniform_and_independent():
@@ -45,9 +45,28 @@ def test_uniforms_are_uniform_and_independent():
 
 
 def test_normals_are_standard_normal():
-    z = np.concatenate([draws.day_uniforms(KEYS, 5000, day)[1] for day in range(10)])
+    days = [draws.day_uniforms(KEYS, 100_000, day) for day in range(10)]
+    z = np.concatenate([d[1] for d in days])
     assert stats.kstest(z, "norm").pvalue > 1e-3
-    assert abs(z.mean()) < 0.02 and abs(z.std() - 1) < 0.02
+    assert abs(z.mean()) < 0.005 and abs(z.std() - 1) < 0.005
+    edges = np.linspace(-4.0, 4.0, 81)
+    counts, _ = np.histogram(z, bins=edges)
+    expected = np.diff(stats.norm.cdf(edges))
+    assert stats.chisquare(counts, expected * counts.sum() / expected.sum()).pvalue > 1e-3
+    # the ziggurat's rare branches (wedges, and the tail beyond its last layer) give the right tail masses
+    for t in (2.0, 3.0, draws.ZIG_R, 4.0):
+        expected_n = z.size * 2 * stats.norm.sf(t)
+        assert abs((np.abs(z) > t).sum() - expected_n) < 4 * np.sqrt(expected_n), t
+    u = np.concatenate([d[0] for d in days])
+    assert np.abs([np.corrcoef(u[:, k], np.abs(z))[0, 1] for k in range(draws.N_UNIFORMS)]).max() < 0.01
+
+
+def test_ziggurat_layers_have_equal_area():
+    x, f = draws.ZIG_X, lambda v: np.exp(-0.5 * v * v)
+    layers = x[1:-1] * (f(x[2:]) - f(x[1:-1]))  # the rectangles above the base layer
+    base = x[1] * f(x[1]) + np.sqrt(np.pi / 2) * 2 * stats.norm.sf(x[1])  # base rectangle and the tail
+    np.testing.assert_allclose(layers, base, rtol=1e-6)
+    assert 0.98 < draws.ZIG_INSIDE.mean() < 0.99  # the share of draws with no log, exp or cosine
 
 
 def test_keys_separate_runs_and_seeds_reproduce():

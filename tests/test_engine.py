@@ -113,6 +113,52 @@ def test_stacked_runs_give_exactly_what_they_give_alone(full_scenario):
     assert not np.array_equal(other[0].state.P, other[1].state.P), "the points' parameters took effect"
 
 
+@pytest.mark.parametrize("arm", ["full", "partner"])
+def test_runs_taken_in_blocks_of_rows_give_what_one_block_gives(full_scenario, arm, monkeypatch):
+    """A large run goes through its days block by block (kernel.visit_blocks): every state array and record
+    is bit-for-bit that of one block; the arm's daily aggregates agree to 1e-12 (the severity sd is merged
+    across blocks, and where ties reorder rows the sums are taken in another order)."""
+    from sim.model import kernel
+    whole = runner.build_model(full_scenario, arm, 0).run()
+    monkeypatch.setattr(kernel, "BLOCK_ROWS", 7)
+    blocked = runner.build_model(full_scenario, arm, 0)
+    blocked.run()
+    stack = blocked._stack
+    assert stack.run_cut[-1] >= 4, "the run went through several blocks"
+    np.testing.assert_array_equal(blocked.state.records, whole.state.records)
+    for name in ("assessed", "habit_history", "minutes_weekly", "sessions_weekly", "severity_weekly"):
+        np.testing.assert_array_equal(getattr(blocked, name), getattr(whole, name), err_msg=name)
+    np.testing.assert_allclose(blocked.daily, whole.daily, rtol=1e-12)
+
+
+def test_blocks_of_rows_never_split_partners_or_classes():
+    from sim.model import kernel
+    rng = np.random.default_rng(5)
+    offsets = np.array([0, 300, 310, 1000])
+    partner, group = np.full(1000, -1), np.full(1000, -1)
+    for a, b in rng.choice(1000, size=(150, 2), replace=False):  # pairs anywhere, even across the run
+        if (np.searchsorted(offsets, a, "right") == np.searchsorted(offsets, b, "right")):
+            partner[a], partner[b] = b, a
+    free = np.flatnonzero(partner < 0)
+    free = free[free >= 310]
+    group[free[:400]] = rng.integers(0, 50, 400)  # classes scattered over the third run
+    visit, cuts, run_cut = kernel.visit_blocks(offsets, partner, group, 50, 32)
+    block = np.empty(1000, dtype=int)
+    for b in range(len(cuts) - 1):
+        block[visit[cuts[b]:cuts[b + 1]]] = b
+    for r in range(3):
+        rows = np.arange(offsets[r], offsets[r + 1])
+        np.testing.assert_array_equal(np.sort(visit[rows]), rows)  # each run's rows, each once
+        assert cuts[run_cut[r]] == offsets[r] and cuts[run_cut[r + 1]] == offsets[r + 1]
+    tied = partner >= 0
+    np.testing.assert_array_equal(block[tied], block[partner[tied]])
+    for g in range(50):
+        assert len(set(block[group == g])) <= 1
+    np.testing.assert_array_equal(visit[300:310], np.arange(300, 310))  # a run that fits a block: row order,
+    assert run_cut[2] - run_cut[1] == 1                                 # one block
+    assert np.diff(cuts)[:run_cut[1] - 1].min() >= 32 and run_cut[1] > 1  # others: at least 32 rows, but the last
+
+
 def _records_differ(a, b) -> bool:
     return not np.allclose(a.weekly.severity.to_numpy(), b.weekly.severity.to_numpy())
 
@@ -138,7 +184,7 @@ def test_arms_of_a_replicate_share_the_cohort():
     for m in models[1:]:
         for trait, values in base.traits.items():
             np.testing.assert_array_equal(m.cohort.traits[trait], values)
-        for attr in ("habit_rate", "order", "course", "subgroup"):
+        for attr in ("habit_rate", "course", "subgroup", "assign_u"):
             np.testing.assert_array_equal(getattr(m.cohort, attr), getattr(base, attr))
     other = runner.build_model(loaded, "usual_care", 4).cohort
     assert not np.allclose(other.traits["baseline_severity"], base.traits["baseline_severity"])

@@ -25,7 +25,6 @@ M1 = np.uint64(0xBF58476D1CE4E5B9)
 M2 = np.uint64(0x94D049BB133111EB)
 S30, S27, S31, S11, S4 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(11), np.uint64(4)
 TO_UNIT = 2.0 ** -53
-TWO_PI = 2.0 * np.pi
 
 
 def run_keys(rng: np.random.Generator) -> np.ndarray:
@@ -60,10 +59,76 @@ def unit(pk, dk):
     return float(mix(pk + dk) >> S11) * TO_UNIT
 
 
+def _ziggurat(blocks: int, r: float, v: float) -> tuple[np.ndarray, np.ndarray]:
+    """The ziggurat's layer edges x[0..blocks] (x[1] = r, the start of the tail) and the share of each
+    layer inside the density, x[i + 1] / x[i] (Doornik 2005, from Marsaglia & Tsang 2000)."""
+    x = np.zeros(blocks + 1)
+    f = np.exp(-0.5 * r * r)
+    x[0], x[1] = v / f, r
+    for i in range(2, blocks):
+        x[i] = np.sqrt(-2.0 * np.log(v / x[i - 1] + f))
+        f = np.exp(-0.5 * x[i] * x[i])
+    return x, x[1:] / x[:-1]
+
+
+ZIG_R = 3.6541528853610088  # 256 layers of equal area v (Marsaglia & Tsang 2000)
+ZIG_X, ZIG_INSIDE = _ziggurat(256, ZIG_R, 0.00492867323399)
+LOW8 = np.uint64(255)
+
+
 @njit(cache=True, inline="always")
-def normal(u_a, u_b):
-    """A standard normal deviate from two uniforms (Box-Muller)."""
-    return np.sqrt(-2.0 * np.log1p(-u_a)) * np.cos(TWO_PI * u_b)
+def _signed(h):
+    return 2.0 * (float(h >> S11) * TO_UNIT) - 1.0
+
+
+@njit(cache=True)
+def _normal_slow(h, pk, dkb):
+    """The ziggurat's rare cases (about 1 draw in 100): the wedges and the tail, with further uniforms from
+    the counter stream mix(pk + dkb + c * GOLDEN), c = 1, 2, ..."""
+    c = np.uint64(0)
+    while True:
+        i = int(h & LOW8)
+        u = _signed(h)
+        if abs(u) < ZIG_INSIDE[i]:
+            return u * ZIG_X[i]
+        if i == 0:  # beyond r: Marsaglia's tail method
+            while True:
+                c += np.uint64(1)
+                a = np.log1p(-float(mix(pk + dkb + c * GOLDEN) >> S11) * TO_UNIT) / ZIG_R
+                c += np.uint64(1)
+                b = np.log1p(-float(mix(pk + dkb + c * GOLDEN) >> S11) * TO_UNIT)
+                if -2.0 * b >= a * a:
+                    return a - ZIG_R if u < 0 else ZIG_R - a
+        x = u * ZIG_X[i]
+        f0 = np.exp(-0.5 * (ZIG_X[i] * ZIG_X[i] - x * x))
+        f1 = np.exp(-0.5 * (ZIG_X[i + 1] * ZIG_X[i + 1] - x * x))
+        c += np.uint64(1)
+        if f1 + float(mix(pk + dkb + c * GOLDEN) >> S11) * TO_UNIT * (f0 - f1) < 1.0:
+            return x
+        c += np.uint64(1)
+        h = mix(pk + dkb + c * GOLDEN)
+
+
+@njit(cache=True, inline="always")
+def normal(pk, dka, dkb):
+    """A standard normal deviate for a participant key and two day-use keys: the ziggurat (256 layers) on
+    one hashed word (8 bits pick the layer, the top 53 the point), which needs no log or cosine in the
+    99% of draws that fall inside a layer."""
+    h = mix(pk + dka)
+    i = int(h & LOW8)
+    u = _signed(h)
+    if abs(u) < ZIG_INSIDE[i]:
+        return u * ZIG_X[i]
+    return _normal_slow(h, pk, dkb)
+
+
+@njit(cache=True)
+def normal_each(pks, dka, dkb):
+    """normal(pk, dka, dkb) for each participant key in pks (for numpy callers: the same bits)."""
+    out = np.empty(pks.shape[0])
+    for i in range(pks.shape[0]):
+        out[i] = normal(pks[i], dka, dkb)
+    return out
 
 
 def _mix_np(z: np.ndarray) -> np.ndarray:
@@ -84,12 +149,11 @@ def keys_from_seed(seed: int) -> np.ndarray:
 
 
 def normals(keys: np.ndarray, n: int, counter: int) -> np.ndarray:
-    """Standard normal deviates of participants 0..n-1 at one counter value (e.g. a week) (numpy)."""
+    """Standard normal deviates of participants 0..n-1 at one counter value (e.g. a week)."""
     with np.errstate(over="ignore"):
         uses = np.array([U_NORMAL_A, U_NORMAL_B], dtype=np.uint64)
         dk = _mix_np(np.full(2, keys[1], dtype=np.uint64) ^ ((np.uint64(counter) << S4) | uses))
-        u = (_mix_np(person_keys(keys, n)[:, None] + dk[None, :]) >> S11).astype(np.float64) * TO_UNIT
-    return np.sqrt(-2.0 * np.log1p(-u[:, 0])) * np.cos(TWO_PI * u[:, 1])
+    return normal_each(person_keys(keys, n), dk[0], dk[1])
 
 
 def day_uniforms(keys: np.ndarray, n: int, day: int) -> tuple[np.ndarray, np.ndarray]:
@@ -97,6 +161,6 @@ def day_uniforms(keys: np.ndarray, n: int, day: int) -> tuple[np.ndarray, np.nda
     with np.errstate(over="ignore"):
         uses = np.arange(N_USES, dtype=np.uint64)
         dk = _mix_np(np.full(N_USES, keys[1], dtype=np.uint64) ^ ((np.uint64(day) << S4) | uses))
-        u = (_mix_np(person_keys(keys, n)[:, None] + dk[None, :]) >> S11).astype(np.float64) * TO_UNIT
-    z = np.sqrt(-2.0 * np.log1p(-u[:, U_NORMAL_A])) * np.cos(TWO_PI * u[:, U_NORMAL_B])
-    return u[:, :N_UNIFORMS], z
+        pks = person_keys(keys, n)
+        u = (_mix_np(pks[:, None] + dk[None, :N_UNIFORMS]) >> S11).astype(np.float64) * TO_UNIT
+    return u, normal_each(pks, dk[U_NORMAL_A], dk[U_NORMAL_B])

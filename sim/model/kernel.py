@@ -37,6 +37,9 @@ from sim.model.programme import CLASS, PATTERN, PLAN_COLUMNS
  SUP_FROM, PRIME, PRIME_DAYS, PRIME_FROM, CUE, CUE_STREAK, CUE_DAYS, CUE_FADE, CUE_FROM, SM_SKILL, SM_DAYS, SM_FROM,
  SM_UNTIL, MED_ON, MED_EFFECT, MED_ADH, MED_FROM, MED_UNTIL, PL_ON, PL_ADH, PL_FROM, PL_UNTIL, CONTACT_RATE,
  CONTACT_DAYS, CONTACT_FROM) = range(len(PLAN_COLUMNS))
+# a run of more people goes through its days in blocks of about this many rows: a block's state, keys and
+# records (~800 bytes a person) stay in a core's cache (L2, 1-4 MB) across the days
+BLOCK_ROWS = 2048
 HABIT_STEPS = 65535.0  # a habit history kept as 16-bit integers holds the running maximum in these steps
 
 
@@ -81,16 +84,67 @@ def _interp(x, xp, fp):
 
 
 @njit(cache=True)
+def visit_blocks(offsets, partner, group, n_groups, block_rows):
+    """The order to visit each run's rows in, and where its blocks begin: at most about `block_rows` rows
+    each, and never splitting people tied by a partner or a class (who read each other's attendance).
+
+    Returns (visit, cuts, run_cut): block b is rows visit[cuts[b]:cuts[b + 1]], and run r's blocks are
+    run_cut[r]..run_cut[r + 1] - 1. A run that fits in one block, or has no ties, is visited in row order."""
+    n_all, n_runs = partner.shape[0], offsets.shape[0] - 1
+    root = np.arange(n_all)  # union-find over ties, each set's root its lowest row
+    first_of = np.full(max(n_groups, 1), -1)
+    for i in range(n_all):
+        for j in (partner[i], first_of[group[i]] if group[i] >= 0 else -1):
+            if j < 0:
+                continue
+            a, b = i, j
+            while root[a] != a:
+                a = root[a]
+            while root[b] != b:
+                b = root[b]
+            root[max(a, b)] = min(a, b)
+        if group[i] >= 0 and first_of[group[i]] < 0:
+            first_of[group[i]] = i
+    for i in range(n_all):
+        a = i
+        while root[a] != a:
+            a = root[a]
+        root[i] = a
+    visit = np.arange(n_all)
+    cuts = np.empty(n_all + 1, dtype=np.int64)
+    run_cut = np.empty(n_runs + 1, dtype=np.int64)
+    n_cuts = 0
+    for r in range(n_runs):
+        first, last = offsets[r], offsets[r + 1]
+        run_cut[r] = n_cuts
+        if last - first > block_rows:  # ties together: rows sorted by their set's lowest row (stable)
+            visit[first:last] = first + np.argsort(root[first:last], kind="mergesort")
+        start = first
+        cuts[n_cuts] = first
+        n_cuts += 1
+        for j in range(first + 1, last):
+            if j - start >= block_rows and root[visit[j]] != root[visit[j - 1]]:
+                cuts[n_cuts] = j
+                n_cuts += 1
+                start = j
+    run_cut[n_runs] = n_cuts
+    cuts[n_cuts] = n_all
+    return visit, cuts[:n_cuts + 1].copy(), run_cut
+
+
+@njit(cache=True)
 def advance(d0, d1, offsets, keys, coefs, programme_days, st, plan, plan_id, partner, group, n_groups, s0_scale, xp, fp,  # noqa: C901
             response_factor, remission_at, counts, weekly_sev, weekly_min, weekly_ses, hist, habit_steps, daily,
-            rater_keys, assess_col, assessed):
+            rater_keys, assess_col, assessed, visit, cuts, run_cut):
     """Advance runs r (rows offsets[r]..offsets[r+1]) through days d0..d1-1, in place, with their records.
 
     st: the state as one record array (dynamics.State.records); plan[plan_id[i]]: participant i's design
     settings (programme.PLAN_COLUMNS), from a table of the distinct settings;
     hist: each person's running maximum of habit after each day (float32, or in `habit_steps` 16-bit steps
     when habit_steps > 0; no rows when not kept); weekly_*: the weekly panel (no rows when not kept);
-    assessed[:, assess_col[r, w]]: run r's assessment at the end of week w (rater keys: the rater's errors)."""
+    assessed[:, assess_col[r, w]]: run r's assessment at the end of week w (rater keys: the rater's errors);
+    visit, cuts, run_cut: each run's blocks of rows (visit_blocks). A block goes through all the days before
+    the next begins, so its rows stay in the cache; ties never cross blocks, and no one else's row is read."""
     R0, C0, S0_, F0, habit_rate, natural_ = st.R0, st.C0, st.S0, st.F0, st.habit_rate, st.natural
     resp_ex, resp_drug, resp_ns, age_gain = st.resp_ex, st.resp_drug, st.resp_ns, st.age_gain
     S_, P_, V_, E_, H_, F_, D_, M_, K_ = st.S, st.P, st.V, st.E, st.H, st.F, st.D, st.M, st.K
@@ -103,280 +157,308 @@ def advance(d0, d1, offsets, keys, coefs, programme_days, st, plan, plan_id, par
     planned_count, done_count, minutes_programme, minutes_follow_up, habit_max = counts
     n_all, n_runs = S_.shape[0], offsets.shape[0] - 1
     keep_weekly, keep_habit = weekly_min.shape[0] > 0, hist.shape[0] > 0
-    present, present_next, scaled = np.zeros(n_all), np.zeros(n_all), np.zeros(n_all)
-    class_size, class_present, class_present_next = np.zeros(n_groups), np.zeros(n_groups), np.zeros(n_groups)
-    dk = np.empty(draws.N_USES, dtype=np.uint64)
+    # attendance as partners and classmates see it: [day & 1] today's, [1 - day & 1] tomorrow's
+    present, scaled = np.zeros((2, n_all)), np.zeros(n_all)
+    class_size, class_present = np.zeros(n_groups), np.zeros((2, n_groups))
+    n_days = d1 - d0
+    dks = np.empty((n_days, draws.N_USES), dtype=np.uint64)
+    # per day: sums of severity, enrolled, acted, minutes, responders, remitters; then rows, mean, sum of squares
+    acc = np.empty((n_days, 9))
     person = np.empty(n_all, dtype=np.uint64)
     convert = not (xp.shape[0] == 2 and xp[0] == fp[0] and xp[1] == fp[1])  # HAM-D-17 needs no conversion
-    for r in range(n_runs):  # run by run, day by day: a run's rows stay in the cache across its days
+    for r in range(n_runs):  # run by run, block by block, day by day
         p = coefs[r]
         k0 = keys[r, 0]
         first, last = offsets[r], offsets[r + 1]
         half_hill = p.symptoms_plasticity_half ** p.symptoms_plasticity_hill
         for i in range(first, last):
             person[i] = draws.person_key(k0, i - first)
+        for t in range(n_days):
+            for use in range(draws.N_USES):
+                dks[t, use] = draws.day_key(keys[r, 1], d0 + t, use)
+        acc[:] = 0.0
         # who came to the last session before the first day: my partner's and my classmates' attendance (each
-        # later day's is gathered during the day before, into the *_next buffers)
+        # later day's is gathered during the day before)
+        c0 = d0 & 1
         for i in range(first, last):
-            present[i] = 1.0 if attended_last[i] and enrolled_[i] else 0.0
+            present[c0, i] = 1.0 if attended_last[i] and enrolled_[i] else 0.0
             if group[i] >= 0:
-                class_size[group[i]] = class_present[group[i]] = class_present_next[group[i]] = 0.0
+                class_size[group[i]] = class_present[0, group[i]] = class_present[1, group[i]] = 0.0
         for i in range(first, last):
             g = group[i]
             if g >= 0 and plan[plan_id[i], SUP_KIND] == CLASS:
                 class_size[g] += 1.0
-                class_present[g] += present[i]
-        for day in range(d0, d1):
-            week = day // 7
-            total = enrolled_n = acted_n = minutes_sum = responders = remitters = 0.0
-            for use in range(draws.N_USES):
-                dk[use] = draws.day_key(keys[r, 1], day, use)
-            in_programme = day < programme_days[r]
-            course_today = 1.0 - math.exp(-(day - 0.0) / p.symptoms_natural_days)
-            own_today = PATTERN[int(round(p.own_sessions_per_week)), day % 7]
-            assess_k = assess_col[r, week + 1] if day % 7 == 6 else -1
-            if assess_k >= 0:
-                rater_a = draws.day_key(rater_keys[r, 1], week + 1, U_NORMAL_A)
-                rater_b = draws.day_key(rater_keys[r, 1], week + 1, U_NORMAL_B)
-            for i in range(first, last):
-                pk = person[i]
-                x = plan[plan_id[i]]
-                # the design's inputs today (programme.ArmPlan.inputs)
-                kind = int(x[SUP_KIND])
-                in_class = kind == CLASS
-                social = 0.0
-                if group[i] >= 0 and in_class:
-                    g = group[i]
-                    social = (class_present[g] - present[i]) / max(class_size[g] - 1.0, 1.0)
-                elif partner[i] >= 0:
-                    social = present[partner[i]]
-                S, P, V, E, H, F, D, M, K = S_[i], P_[i], V_[i], E_[i], H_[i], F_[i], D_[i], M_[i], K_[i]
-                S0, quit, own, enrolled = S0_[i], quit_[i], own_[i], enrolled_[i]
-                spw = int(x[RX_SPW])
-                prescribed = spw > 0
-                scheduled = PATTERN[spw, day % 7]  # a session of the prescription (counted even after quitting)
-                from_rx = scheduled and not quit
-                own_day = own and own_today and not from_rx
-                planned = from_rx or own_day
-                if from_rx:
-                    minutes, intensity = x[RX_MIN], x[RX_INT]
-                    if in_programme and not math.isnan(x[TIT_START_MIN]):
-                        frac = min(1.0, max(0.0, (day - x[TIT_FROM]) / max(x[TIT_DAYS], 1.0)))
-                        start_int = x[RX_INT] if math.isnan(x[TIT_START_INT]) else x[TIT_START_INT]
-                        minutes = x[TIT_START_MIN] + (x[RX_MIN] - x[TIT_START_MIN]) * frac
-                        intensity = start_int + (x[RX_INT] - start_int) * frac
-                else:
-                    minutes, intensity = p.own_minutes, p.own_intensity
-                arranged = priming = cue = 0.0  # support, priming and cues come with the prescription's sessions
-                if from_rx:
-                    arranged = x[SUP_LEVEL] * _faded(day, x[SUP_FROM], x[SUP_DAYS], x[SUP_FADE]) * enrolled
-                    priming = x[PRIME] * _active(day, x[PRIME_FROM], x[PRIME_DAYS])
-                    cue = x[CUE] * _faded(day, x[CUE_FROM], x[CUE_DAYS], x[CUE_FADE])
-                    cue = cue * (1.0 + x[CUE_STREAK] * min(streak[i], 7) / 7.0)
-                training = day >= x[SM_FROM] and day < x[SM_UNTIL] and enrolled
-                on_drug = x[MED_ON] > 0 and day >= x[MED_FROM] and day < x[MED_UNTIL] and enrolled
-                on_placebo = x[PL_ON] > 0 and day >= x[PL_FROM] and day < x[PL_UNTIL] and enrolled
-                contact = x[CONTACT_RATE] / 7.0 * _active(day, x[CONTACT_FROM], x[CONTACT_DAYS]) * enrolled
-                # the day (dynamics.reference_update)
-                support = 0.0
-                if from_rx:
-                    if in_class:
-                        support = arranged * (p.support_class_base + (1 - p.support_class_base) * social)
+                class_present[c0, g] += present[c0, i]
+        for b in range(run_cut[r], run_cut[r + 1]):
+            j0, j1 = cuts[b], cuts[b + 1]
+            for day in range(d0, d1):
+                t = day - d0
+                cur, nxt = day & 1, 1 - (day & 1)
+                dk = dks[t]
+                week = day // 7
+                total, enrolled_n, acted_n, minutes_sum, responders, remitters = acc[t, 0], acc[t, 1], acc[t, 2], \
+                    acc[t, 3], acc[t, 4], acc[t, 5]
+                in_programme = day < programme_days[r]
+                course_today = 1.0 - math.exp(-(day - 0.0) / p.symptoms_natural_days)
+                own_today = PATTERN[int(round(p.own_sessions_per_week)), day % 7]
+                assess_k = assess_col[r, week + 1] if day % 7 == 6 else -1
+                if assess_k >= 0:
+                    rater_a = draws.day_key(rater_keys[r, 1], week + 1, U_NORMAL_A)
+                    rater_b = draws.day_key(rater_keys[r, 1], week + 1, U_NORMAL_B)
+                for j in range(j0, j1):
+                    if group[visit[j]] >= 0:
+                        class_present[nxt, group[visit[j]]] = 0.0
+                for j in range(j0, j1):
+                    i = visit[j]
+                    pk = person[i]
+                    x = plan[plan_id[i]]
+                    # the design's inputs today (programme.ArmPlan.inputs)
+                    kind = int(x[SUP_KIND])
+                    in_class = kind == CLASS
+                    social = 0.0
+                    if group[i] >= 0 and in_class:
+                        g = group[i]
+                        social = (class_present[cur, g] - present[cur, i]) / max(class_size[g] - 1.0, 1.0)
+                    elif partner[i] >= 0:
+                        social = present[cur, partner[i]]
+                    S, P, V, E, H, F, D, M, K = S_[i], P_[i], V_[i], E_[i], H_[i], F_[i], D_[i], M_[i], K_[i]
+                    S0, quit, own, enrolled = S0_[i], quit_[i], own_[i], enrolled_[i]
+                    spw = int(x[RX_SPW])
+                    prescribed = spw > 0
+                    scheduled = PATTERN[spw, day % 7]  # a session of the prescription (counted even after quitting)
+                    from_rx = scheduled and not quit
+                    own_day = own and own_today and not from_rx
+                    planned = from_rx or own_day
+                    if from_rx:
+                        minutes, intensity = x[RX_MIN], x[RX_INT]
+                        if in_programme and not math.isnan(x[TIT_START_MIN]):
+                            frac = min(1.0, max(0.0, (day - x[TIT_FROM]) / max(x[TIT_DAYS], 1.0)))
+                            start_int = x[RX_INT] if math.isnan(x[TIT_START_INT]) else x[TIT_START_INT]
+                            minutes = x[TIT_START_MIN] + (x[RX_MIN] - x[TIT_START_MIN]) * frac
+                            intensity = start_int + (x[RX_INT] - start_int) * frac
                     else:
-                        support = arranged * social
-                R = min(1.0, max(0.0, R0[i] + p.plasticity_reward_sensitization * P))
-                C = min(1.0, max(0.0, C0[i] + p.plasticity_control_gain * P + M))
-                C_eff = C + (1.0 - C) * support
-                load = (minutes / p.effort_reference_minutes) * (intensity / p.effort_reference_intensity)
-                discomfort = max(0.0, load / (p.effort_fitness_offset + F) - p.effort_tolerance_window * D)
-                acted = False
-                if planned:
-                    logit = (p.intention_bias + p.intention_w_expectancy * V + p.intention_w_efficacy * E
-                             + p.intention_w_habit * H + p.intention_w_priming * priming * from_rx
-                             - p.intention_w_severity * S / 10.0 - p.intention_w_cost * discomfort)
-                    deliberate = 1.0 / (1.0 + math.exp(-logit)) * (p.action_control_floor
-                                                                    + (1.0 - p.action_control_floor) * C_eff)
-                    p_act = 1.0 - (1.0 - p.action_habit_direct * H) * (1.0 - deliberate)
-                    acted = draws.unit(pk, dk[U_ACT]) < p_act
-                missed = planned and not acted
-                if acted:
-                    lift = p.reward_mood_lift * math.sqrt(min(1.0, minutes / p.effort_reference_minutes))
-                    social_reward = p.reward_social_value * social if arranged > 0 and from_rx else 0.0
-                    reward = R * lift - p.reward_discomfort_weight * discomfort + cue + social_reward
-                    V += p.learning_rate * (reward - V)
-                    external = max(support, cue / max(cue + R * lift, 1e-9))
-                    E += p.efficacy_gain * (1.0 - p.efficacy_attribution * external) * (1.0 - E)
-                    H += habit_rate[i] * (1.0 - H)
-                    D += p.effort_tolerance_growth * (1.0 - D)
-                    streak[i] += 1
-                    misses[i] = 0
-                elif missed:
-                    H *= 1.0 - p.habit_miss_decay
-                else:
-                    H *= 1.0 - p.habit_idle_decay
-                leave = False
-                if missed:
-                    streak[i] = 0
-                    E = min(1.0, max(0.0, E * (1.0 - min(1.0, p.efficacy_loss
-                                                            * (1.0 + p.efficacy_severity_amplifier * S / 10.0)))))
-                    misses[i] += 1
-                    hazard = (p.dropout_base * (1.0 + p.dropout_streak * (misses[i] - 1))
-                              * (1.0 - E) ** p.dropout_efficacy_power)
-                    if draws.unit(pk, dk[U_DROP]) < hazard:
-                        if from_rx:
-                            quit = True
-                            leave = in_programme and enrolled
-                        if own_day:
-                            own = False
-                if planned:
-                    attended_last[i] = acted
-                if not (prescribed and not quit) and not own:
-                    rate = (p.own_uptake if in_programme else p.own_uptake_follow_up) * E / p.efficacy_initial
-                    if draws.unit(pk, dk[U_UPTAKE]) < rate:
-                        own = True
+                        minutes, intensity = p.own_minutes, p.own_intensity
+                    arranged = priming = cue = 0.0  # support, priming and cues come with the prescription's sessions
+                    if from_rx:
+                        arranged = x[SUP_LEVEL] * _faded(day, x[SUP_FROM], x[SUP_DAYS], x[SUP_FADE]) * enrolled
+                        priming = x[PRIME] * _active(day, x[PRIME_FROM], x[PRIME_DAYS])
+                        cue = x[CUE] * _faded(day, x[CUE_FROM], x[CUE_DAYS], x[CUE_FADE])
+                        cue = cue * (1.0 + x[CUE_STREAK] * min(streak[i], 7) / 7.0)
+                    training = day >= x[SM_FROM] and day < x[SM_UNTIL] and enrolled
+                    on_drug = x[MED_ON] > 0 and day >= x[MED_FROM] and day < x[MED_UNTIL] and enrolled
+                    on_placebo = x[PL_ON] > 0 and day >= x[PL_FROM] and day < x[PL_UNTIL] and enrolled
+                    contact = x[CONTACT_RATE] / 7.0 * _active(day, x[CONTACT_FROM], x[CONTACT_DAYS]) * enrolled
+                    # the day (dynamics.reference_update)
+                    support = 0.0
+                    if from_rx:
+                        if in_class:
+                            support = arranged * (p.support_class_base + (1 - p.support_class_base) * social)
+                        else:
+                            support = arranged * social
+                    R = min(1.0, max(0.0, R0[i] + p.plasticity_reward_sensitization * P))
+                    C = min(1.0, max(0.0, C0[i] + p.plasticity_control_gain * P + M))
+                    C_eff = C + (1.0 - C) * support
+                    load = (minutes / p.effort_reference_minutes) * (intensity / p.effort_reference_intensity)
+                    discomfort = max(0.0, load / (p.effort_fitness_offset + F) - p.effort_tolerance_window * D)
+                    acted = False
+                    if planned:
+                        logit = (p.intention_bias + p.intention_w_expectancy * V + p.intention_w_efficacy * E
+                                 + p.intention_w_habit * H + p.intention_w_priming * priming * from_rx
+                                 - p.intention_w_severity * S / 10.0 - p.intention_w_cost * discomfort)
+                        deliberate = 1.0 / (1.0 + math.exp(-logit)) * (p.action_control_floor
+                                                                        + (1.0 - p.action_control_floor) * C_eff)
+                        p_act = 1.0 - (1.0 - p.action_habit_direct * H) * (1.0 - deliberate)
+                        acted = draws.unit(pk, dk[U_ACT]) < p_act
+                    missed = planned and not acted
+                    if acted:
+                        lift = p.reward_mood_lift * math.sqrt(min(1.0, minutes / p.effort_reference_minutes))
+                        social_reward = p.reward_social_value * social if arranged > 0 and from_rx else 0.0
+                        reward = R * lift - p.reward_discomfort_weight * discomfort + cue + social_reward
+                        V += p.learning_rate * (reward - V)
+                        external = max(support, cue / max(cue + R * lift, 1e-9))
+                        E += p.efficacy_gain * (1.0 - p.efficacy_attribution * external) * (1.0 - E)
+                        H += habit_rate[i] * (1.0 - H)
+                        D += p.effort_tolerance_growth * (1.0 - D)
+                        streak[i] += 1
                         misses[i] = 0
-                dose = load if acted else 0.0
-                P = P + p.plasticity_gain * age_gain[i] * dose * (1.0 - P) - p.plasticity_decay * P
-                F = F + p.fitness_gain * dose * (1.0 - F) - p.fitness_detraining * (F - F0[i])
-                room = max(0.0, 1.0 + p.self_management_compensation * (0.5 - C0[i]) / 0.5)
-                if training and x[SM_SKILL] > 0:
-                    M = min(max(M, x[SM_SKILL] * room), M + x[SM_SKILL] / max(x[SM_DAYS], 1.0) * room)
-                else:
-                    M *= 1.0 - p.self_management_retention
-                if acted:
-                    M += (p.self_regulation_practice_gain * (1.0 - support)
-                          * max(0.0, p.self_regulation_practice_max - M))
-                contacts = contact + (arranged if acted and in_class and from_rx else 0.0)
-                K += (7.0 * contacts - K) / p.symptoms_contact_memory_days
-                stop = False
-                if on_drug or on_placebo:
-                    pill_days[i] += 1
-                    shortfall = min(1.0, max(0.0, (S / S0 - 0.5) / 0.5)) if pill_days[i] > NO_EFFECT_DAYS else 0.0
-                    stop_h = (p.pill_stop_base * math.exp(-pill_days[i] / p.pill_stop_settle_days)
-                              + p.pill_stop_no_benefit * shortfall
-                              + (p.pill_stop_side_effects * math.exp(-pill_days[i] / 14.0) if on_drug else 0.0))
-                    stop = draws.unit(pk, dk[U_STOP]) < stop_h
-                    leave = leave or (stop and enrolled)
-                if leave:
-                    dropout_day[i] = day
-                    enrolled, quit = False, True
-                drug = placebo = False
-                if (on_drug or on_placebo) and not stop:
-                    u_pill = draws.unit(pk, dk[U_PILL])
-                    drug = on_drug and u_pill < x[MED_ADH]
-                    placebo = on_placebo and u_pill < x[PL_ADH]
-                if drug and math.isinf(med_start[i]):
-                    med_start[i] = day
-                med = med_[i]
-                if drug and day - med_start[i] >= p.medication_onset_days:
-                    med += (1.0 - med) / p.medication_build_days
-                elif not drug:
-                    med *= 1.0 - 1.0 / p.medication_washout_days
-                X = X_[i]
-                X += ((1.0 if drug or placebo else 0.0) - X) / p.placebo_build_days
-                happened = draws.unit(pk, dk[U_EVENT]) < p.symptoms_event_rate
-                event = 0.0
-                remitted = remitted_[i]
-                if happened:
-                    event = p.symptoms_event_size * -math.log1p(-draws.unit(pk, dk[U_EVENT_SIZE]))
-                    if remitted:
-                        risk = (p.episode_relapse_given_event * (1.0 - p.episode_drug_protection * med)
-                                * (1.0 - p.episode_exercise_protection * 0.5 * (P + H)))
-                        if draws.unit(pk, dk[U_RELAPSE]) < risk:
-                            remitted = False
-                            below[i] = 0.0
-                            relapses[i] += 1
-                            episode_start[i] = day
-                            episode_end[i] = day + p.episode_scale * (
-                                -math.log1p(-draws.unit(pk, dk[U_EPISODE]))) ** (1.0 / p.course_episode_shape)
-                    H *= 1.0 - p.habit_event_disruption
-                    if draws.unit(pk, dk[U_QUIT]) < p.habit_event_quit:
-                        own = False
-                        if not in_programme and prescribed:
-                            quit = True
-                since = episode_start[i]  # the day's factor is shared by everyone still in their first episode
-                course = course_today if since == 0.0 else 1.0 - math.exp(-(day - since) / p.symptoms_natural_days)
-                natural = natural_[i] * course
-                contact_b = p.symptoms_contact_benefit * K / (K + p.symptoms_contact_half)
-                nonspecific_b = min(0.95, resp_ns[i] * (1.0 - (1.0 - contact_b) * (1.0 - p.placebo_benefit * X)))
-                Ph = P ** p.symptoms_plasticity_hill if P > 0.0 else 0.0
-                exercise_b = min(0.95, resp_ex[i] * p.symptoms_plasticity_benefit
-                                 * Ph / (Ph + half_hill))
-                efficacy_b = p.symptoms_efficacy_benefit * max(0.0, E - p.efficacy_initial)
-                med_b = min(0.95, resp_drug[i] * x[MED_EFFECT] * med)
-                overlap = p.symptoms_treatment_overlap
-                treatment_b = ((1 - overlap) * (exercise_b + med_b - exercise_b * med_b)
-                               + overlap * max(exercise_b, med_b))
-                target = S0 * (1 - natural) * (1 - nonspecific_b) * (1 - efficacy_b) * (1 - treatment_b)
-                if remitted or day >= episode_end[i]:
-                    target = min(target, p.episode_well_fraction * S0)
-                z = draws.normal(draws.unit(pk, dk[U_NORMAL_A]), draws.unit(pk, dk[U_NORMAL_B]))
-                noise = p.symptoms_noise_sd * math.sqrt(S / 10.0) * z
-                S = min(SEVERITY_TOP, max(0.0, S + (target - S) / p.symptoms_relaxation_days + noise + event))
-                below[i] = below[i] + 1.0 if S <= p.episode_remission_level else 0.0
-                remitted = remitted or below[i] >= p.episode_confirm_days
-                S_[i], P_[i], V_[i], E_[i], H_[i], F_[i], D_[i], M_[i], K_[i] = S, P, V, E, H, F, D, M, K
-                med_[i], X_[i] = med, X
-                quit_[i], own_[i], enrolled_[i], remitted_[i] = quit, own, enrolled, remitted
-                acted_[i] = acted
-                done = minutes if acted else 0.0
-                minutes_done[i] = done
-                # records
-                if in_programme:
-                    minutes_programme[i] += done
-                    if scheduled:
-                        planned_count[i] += 1
-                        done_count[i] += acted
-                else:
-                    minutes_follow_up[i] += done
-                habit_max[i] = max(habit_max[i], H)
-                if keep_habit:
-                    if habit_steps > 0:
-                        hist[day, i] = np.uint16(round(habit_max[i] * habit_steps))
+                    elif missed:
+                        H *= 1.0 - p.habit_miss_decay
                     else:
-                        hist[day, i] = habit_max[i]
-                if assess_k >= 0:  # what a rater scores: true severity plus rater error, whole scale points
-                    if enrolled:
-                        rk = draws.person_key(rater_keys[r, 0], i - first)
-                        err = draws.normal(draws.unit(rk, rater_a), draws.unit(rk, rater_b))
-                        seen = min(SEVERITY_TOP, max(0.0, S + p.measurement_rater_sd * err))
-                        assessed[i, assess_k] = np.rint(_interp(seen, xp, fp))
+                        H *= 1.0 - p.habit_idle_decay
+                    leave = False
+                    if missed:
+                        streak[i] = 0
+                        E = min(1.0, max(0.0, E * (1.0 - min(1.0, p.efficacy_loss
+                                                                * (1.0 + p.efficacy_severity_amplifier * S / 10.0)))))
+                        misses[i] += 1
+                        hazard = (p.dropout_base * (1.0 + p.dropout_streak * (misses[i] - 1))
+                                  * (1.0 - E) ** p.dropout_efficacy_power)
+                        if draws.unit(pk, dk[U_DROP]) < hazard:
+                            if from_rx:
+                                quit = True
+                                leave = in_programme and enrolled
+                            if own_day:
+                                own = False
+                    if planned:
+                        attended_last[i] = acted
+                    if not (prescribed and not quit) and not own:
+                        rate = (p.own_uptake if in_programme else p.own_uptake_follow_up) * E / p.efficacy_initial
+                        if draws.unit(pk, dk[U_UPTAKE]) < rate:
+                            own = True
+                            misses[i] = 0
+                    dose = load if acted else 0.0
+                    P = P + p.plasticity_gain * age_gain[i] * dose * (1.0 - P) - p.plasticity_decay * P
+                    F = F + p.fitness_gain * dose * (1.0 - F) - p.fitness_detraining * (F - F0[i])
+                    room = max(0.0, 1.0 + p.self_management_compensation * (0.5 - C0[i]) / 0.5)
+                    if training and x[SM_SKILL] > 0:
+                        M = min(max(M, x[SM_SKILL] * room), M + x[SM_SKILL] / max(x[SM_DAYS], 1.0) * room)
                     else:
-                        assessed[i, assess_k] = np.nan
-                if keep_weekly:
-                    weekly_min[i, week] += done
-                    weekly_ses[i, week] += acted
-                    if day % 7 == 6:
-                        weekly_sev[i, week + 1] = S
-                # tomorrow's attendance as partners and classmates see it
-                here = 1.0 if attended_last[i] and enrolled else 0.0
-                present_next[i] = here
-                if group[i] >= 0 and in_class:
-                    class_present_next[group[i]] += here
-                # the arm's aggregates of the day, on the scenario's scale
-                sc = _interp(S, xp, fp) if convert else S
-                scaled[i] = sc
-                total += sc
-                enrolled_n += enrolled
-                acted_n += acted
-                minutes_sum += done
-                responders += sc <= response_factor[r] * s0_scale[i]
-                remitters += sc <= remission_at[r]
-            present, present_next = present_next, present
-            class_present, class_present_next = class_present_next, class_present
-            for i in range(first, last):
-                if group[i] >= 0:
-                    class_present_next[group[i]] = 0.0
-            n = last - first
-            mean = total / n
-            squares = 0.0  # severity sd with ddof=1, from the deviations (two passes, as numpy computes it)
-            for i in range(first, last):
-                squares += (scaled[i] - mean) ** 2
-            out = daily[r, day + 1]
-            out[0], out[1] = mean, math.sqrt(squares / (n - 1)) if n > 1 else math.nan
-            out[2], out[3], out[4] = enrolled_n / n, acted_n / n, minutes_sum / n
-            out[5], out[6] = responders / n, remitters / n
-
+                        M *= 1.0 - p.self_management_retention
+                    if acted:
+                        M += (p.self_regulation_practice_gain * (1.0 - support)
+                              * max(0.0, p.self_regulation_practice_max - M))
+                    contacts = contact + (arranged if acted and in_class and from_rx else 0.0)
+                    K += (7.0 * contacts - K) / p.symptoms_contact_memory_days
+                    stop = False
+                    if on_drug or on_placebo:
+                        pill_days[i] += 1
+                        shortfall = min(1.0, max(0.0, (S / S0 - 0.5) / 0.5)) if pill_days[i] > NO_EFFECT_DAYS else 0.0
+                        stop_h = (p.pill_stop_base * math.exp(-pill_days[i] / p.pill_stop_settle_days)
+                                  + p.pill_stop_no_benefit * shortfall
+                                  + (p.pill_stop_side_effects * math.exp(-pill_days[i] / 14.0) if on_drug else 0.0))
+                        stop = draws.unit(pk, dk[U_STOP]) < stop_h
+                        leave = leave or (stop and enrolled)
+                    if leave:
+                        dropout_day[i] = day
+                        enrolled, quit = False, True
+                    drug = placebo = False
+                    if (on_drug or on_placebo) and not stop:
+                        u_pill = draws.unit(pk, dk[U_PILL])
+                        drug = on_drug and u_pill < x[MED_ADH]
+                        placebo = on_placebo and u_pill < x[PL_ADH]
+                    if drug and math.isinf(med_start[i]):
+                        med_start[i] = day
+                    med = med_[i]
+                    if drug and day - med_start[i] >= p.medication_onset_days:
+                        med += (1.0 - med) / p.medication_build_days
+                    elif not drug:
+                        med *= 1.0 - 1.0 / p.medication_washout_days
+                    X = X_[i]
+                    X += ((1.0 if drug or placebo else 0.0) - X) / p.placebo_build_days
+                    happened = draws.unit(pk, dk[U_EVENT]) < p.symptoms_event_rate
+                    event = 0.0
+                    remitted = remitted_[i]
+                    if happened:
+                        event = p.symptoms_event_size * -math.log1p(-draws.unit(pk, dk[U_EVENT_SIZE]))
+                        if remitted:
+                            risk = (p.episode_relapse_given_event * (1.0 - p.episode_drug_protection * med)
+                                    * (1.0 - p.episode_exercise_protection * 0.5 * (P + H)))
+                            if draws.unit(pk, dk[U_RELAPSE]) < risk:
+                                remitted = False
+                                below[i] = 0.0
+                                relapses[i] += 1
+                                episode_start[i] = day
+                                episode_end[i] = day + p.episode_scale * (
+                                    -math.log1p(-draws.unit(pk, dk[U_EPISODE]))) ** (1.0 / p.course_episode_shape)
+                        H *= 1.0 - p.habit_event_disruption
+                        if draws.unit(pk, dk[U_QUIT]) < p.habit_event_quit:
+                            own = False
+                            if not in_programme and prescribed:
+                                quit = True
+                    since = episode_start[i]  # the day's factor is shared by everyone still in their first episode
+                    course = course_today if since == 0.0 else 1.0 - math.exp(-(day - since) / p.symptoms_natural_days)
+                    natural = natural_[i] * course
+                    contact_b = p.symptoms_contact_benefit * K / (K + p.symptoms_contact_half)
+                    nonspecific_b = min(0.95, resp_ns[i] * (1.0 - (1.0 - contact_b) * (1.0 - p.placebo_benefit * X)))
+                    Ph = P ** p.symptoms_plasticity_hill if P > 0.0 else 0.0
+                    exercise_b = min(0.95, resp_ex[i] * p.symptoms_plasticity_benefit
+                                     * Ph / (Ph + half_hill))
+                    efficacy_b = p.symptoms_efficacy_benefit * max(0.0, E - p.efficacy_initial)
+                    med_b = min(0.95, resp_drug[i] * x[MED_EFFECT] * med)
+                    overlap = p.symptoms_treatment_overlap
+                    treatment_b = ((1 - overlap) * (exercise_b + med_b - exercise_b * med_b)
+                                   + overlap * max(exercise_b, med_b))
+                    target = S0 * (1 - natural) * (1 - nonspecific_b) * (1 - efficacy_b) * (1 - treatment_b)
+                    if remitted or day >= episode_end[i]:
+                        target = min(target, p.episode_well_fraction * S0)
+                    z = draws.normal(pk, dk[U_NORMAL_A], dk[U_NORMAL_B])
+                    noise = p.symptoms_noise_sd * math.sqrt(S / 10.0) * z
+                    S = min(SEVERITY_TOP, max(0.0, S + (target - S) / p.symptoms_relaxation_days + noise + event))
+                    below[i] = below[i] + 1.0 if S <= p.episode_remission_level else 0.0
+                    remitted = remitted or below[i] >= p.episode_confirm_days
+                    S_[i], P_[i], V_[i], E_[i], H_[i], F_[i], D_[i], M_[i], K_[i] = S, P, V, E, H, F, D, M, K
+                    med_[i], X_[i] = med, X
+                    quit_[i], own_[i], enrolled_[i], remitted_[i] = quit, own, enrolled, remitted
+                    acted_[i] = acted
+                    done = minutes if acted else 0.0
+                    minutes_done[i] = done
+                    # records
+                    if in_programme:
+                        minutes_programme[i] += done
+                        if scheduled:
+                            planned_count[i] += 1
+                            done_count[i] += acted
+                    else:
+                        minutes_follow_up[i] += done
+                    habit_max[i] = max(habit_max[i], H)
+                    if keep_habit:
+                        if habit_steps > 0:
+                            hist[day, i] = np.uint16(round(habit_max[i] * habit_steps))
+                        else:
+                            hist[day, i] = habit_max[i]
+                    if assess_k >= 0:  # what a rater scores: true severity plus rater error, whole scale points
+                        if enrolled:
+                            rk = draws.person_key(rater_keys[r, 0], i - first)
+                            err = draws.normal(rk, rater_a, rater_b)
+                            seen = min(SEVERITY_TOP, max(0.0, S + p.measurement_rater_sd * err))
+                            assessed[i, assess_k] = np.rint(_interp(seen, xp, fp))
+                        else:
+                            assessed[i, assess_k] = np.nan
+                    if keep_weekly:
+                        weekly_min[i, week] += done
+                        weekly_ses[i, week] += acted
+                        if day % 7 == 6:
+                            weekly_sev[i, week + 1] = S
+                    # tomorrow's attendance as partners and classmates see it
+                    here = 1.0 if attended_last[i] and enrolled else 0.0
+                    present[nxt, i] = here
+                    if group[i] >= 0 and in_class:
+                        class_present[nxt, group[i]] += here
+                    # the arm's aggregates of the day, on the scenario's scale
+                    sc = _interp(S, xp, fp) if convert else S
+                    scaled[i] = sc
+                    total += sc
+                    enrolled_n += enrolled
+                    acted_n += acted
+                    minutes_sum += done
+                    responders += sc <= response_factor[r] * s0_scale[i]
+                    remitters += sc <= remission_at[r]
+                acc[t, 0], acc[t, 1], acc[t, 2], acc[t, 3], acc[t, 4], acc[t, 5] = total, enrolled_n, acted_n, \
+                    minutes_sum, responders, remitters
+                # the block's severity mean and sum of squared deviations (two passes, as numpy computes them),
+                # merged into the day's (Chan, Golub & LeVeque): with one block, exactly numpy's
+                nb = j1 - j0
+                block_sum = 0.0
+                for j in range(j0, j1):
+                    block_sum += scaled[visit[j]]
+                block_mean = block_sum / nb
+                squares = 0.0
+                for j in range(j0, j1):
+                    squares += (scaled[visit[j]] - block_mean) ** 2
+                n_before = acc[t, 6]
+                if n_before == 0.0:
+                    acc[t, 7], acc[t, 8] = block_mean, squares
+                else:
+                    delta = block_mean - acc[t, 7]
+                    acc[t, 7] += delta * nb / (n_before + nb)
+                    acc[t, 8] += squares + delta * delta * n_before * nb / (n_before + nb)
+                acc[t, 6] = n_before + nb
+        n = last - first
+        for t in range(n_days):
+            out = daily[r, d0 + t + 1]
+            out[0], out[1] = acc[t, 0] / n, math.sqrt(acc[t, 8] / (n - 1)) if n > 1 else math.nan
+            out[2], out[3], out[4] = acc[t, 1] / n, acc[t, 2] / n, acc[t, 3] / n
+            out[5], out[6] = acc[t, 4] / n, acc[t, 5] / n
 
 @njit(cache=True)
 def days_to_habit(hist, levels, formed, habit_max, tol):

@@ -101,7 +101,7 @@ class AdherenceModel(mesa.Model):
         self.partner = np.full(self.n, -1)
         self.group = np.full(self.n, -1)
         self._next_group = form_groups(self.plan.sup_kind > NO_SUPPORT, self.plan.sup_kind, self.plan.class_size,
-                                       cohort.order, self.partner, self.group, 0)
+                                       self.partner, self.group, 0)
         self.state = dynamics.State.initial(cohort, self.coef)
         self.reference = reference
         self.days, self.programme_days = sc.days, 7 * sc.weeks
@@ -193,7 +193,7 @@ class AdherenceModel(mesa.Model):
             plan.apply(plan.stage2.add, aug, start_day=day)
             changed = True
             if plan.stage2.add.support is not None:
-                self._next_group = form_groups(aug, plan.sup_kind, plan.class_size, self.cohort.order,
+                self._next_group = form_groups(aug, plan.sup_kind, plan.class_size,
                                                self.partner, self.group, self._next_group)
                 changed = "ties"
         return changed

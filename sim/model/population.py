@@ -30,7 +30,6 @@ class Cohort:
     measured: dict[str, np.ndarray]  # each trait as measured at baseline (reliability, rater error)
     subgroup: np.ndarray  # subgroup name per person ("all" without subgroups)
     habit_rate: np.ndarray  # per-repetition habit gain
-    order: np.ndarray  # random permutation used to form partner pairs and classes
     course: np.ndarray  # standard-normal deviation of each person's partial natural improvement
     response: dict[str, np.ndarray]  # responsiveness multipliers (median 1) by RESPONSES
     episode_days: np.ndarray  # days until the current episode would end untreated
@@ -98,7 +97,7 @@ def draw(pop: Population, outcomes: Outcomes, values: Mapping[str, float], rng: 
                 spread[trait][rows] = spec.sd
     names = np.array([g.name if g else "all" for g in groups], dtype=object)[label]
     rate = values["habit.rate"] * np.exp(values["habit.rate_spread"] * rng.standard_normal(n))
-    order, course = rng.permutation(n), rng.standard_normal(n)
+    course = rng.standard_normal(n)
     # responsiveness: correlated lognormal multipliers with median 1
     r = values["response.correlation"]
     corr = np.full((3, 3), r) + (1 - r) * np.eye(3)
@@ -119,5 +118,5 @@ def draw(pop: Population, outcomes: Outcomes, values: Mapping[str, float], rng: 
         else:
             measured[trait] = traits[trait].copy()
     return Cohort(traits=traits, measured=measured, subgroup=names, habit_rate=np.clip(rate, 1e-4, 0.9),
-                  order=order, course=course, response=response, episode_days=episode_days, assign_u=assign_u,
+                  course=course, response=response, episode_days=episode_days, assign_u=assign_u,
                   rater_seed=int(rng.integers(2**62)), severity0=severity0)

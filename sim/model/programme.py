@@ -209,15 +209,18 @@ def matches(when: dict[str, TraitRange], traits: dict[str, np.ndarray]) -> np.nd
     return rows
 
 
-def form_groups(rows: np.ndarray, kind: np.ndarray, class_size: np.ndarray, order: np.ndarray,
-                partner: np.ndarray, group: np.ndarray, next_group: int) -> int:
-    """Pair partners and fill classes among `rows`, in the cohort's random order; returns next group id."""
+def form_groups(rows: np.ndarray, kind: np.ndarray, class_size: np.ndarray, partner: np.ndarray, group: np.ndarray,
+                next_group: int) -> int:
+    """Pair partners and fill classes among `rows`, in row order; returns the next group id.
+
+    Rows are drawn independently, so neighbours are as random a pairing as any; and a class's members
+    sit side by side, which lets the compiled update take a large run in blocks of rows (kernel.visit_blocks)."""
     old = partner[rows & (partner >= 0)]
     partner[old[np.isin(partner[old], np.flatnonzero(rows))]] = -1  # re-pairing leaves no one-sided ties
     partner[rows] = -1
     group[rows] = -1
     for k in (PARTNER, CLASS):
-        members = order[(rows & (kind == k))[order]]
+        members = np.flatnonzero(rows & (kind == k))
         if k == PARTNER:
             a, b = members[0:len(members) - 1:2], members[1::2]
             partner[a], partner[b] = b, a

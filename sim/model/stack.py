@@ -31,7 +31,7 @@ def _joined(arrays: list[np.ndarray], axis: int = 0) -> np.ndarray:
 class Stack:
     """Models (runs) of the same length and scale, advanced day by day as one set of arrays."""
 
-    def __init__(self, models: list[AdherenceModel]):
+    def __init__(self, models: list[AdherenceModel], block_rows: int | None = None):
         if not models:
             raise ValueError("a stack needs at least one run")
         first = models[0]
@@ -45,6 +45,7 @@ class Stack:
                     (first._keeps_panel, first.habit_history.dtype, first.habit_history.size > 0):
                 raise ValueError("runs stacked together keep the same records (panel, habit history)")
         self.models, self.day = models, first.day
+        self.block_rows = kernel.BLOCK_ROWS if block_rows is None else block_rows
         sizes = np.array([m.n for m in models])
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self.rows = [slice(int(a), int(b)) for a, b in zip(self.offsets[:-1], self.offsets[1:])]
@@ -106,6 +107,8 @@ class Stack:
             shift += max(int(m.group.max(initial=-1)) + 1, 0)
         self.partner, self.group = _joined(partner).astype(np.int64), _joined(group).astype(np.int64)
         self.n_groups = shift
+        self.visit, self.cuts, self.run_cut = kernel.visit_blocks(self.offsets, self.partner, self.group,
+                                                                  self.n_groups, self.block_rows)
 
     def advance(self, until: int) -> None:
         """Advance every run to the end of day `until` - 1, running each run's events on the way."""
@@ -115,7 +118,8 @@ class Stack:
             kernel.advance(self.day, nxt, self.offsets, self.keys, self.coefs, self.programme_days, self.state,
                            self.plan, self.plan_id, self.partner, self.group, self.n_groups, self.s0_scale, self.xp, self.fp,
                            self.response_factor, self.remission_at, self.counts, *self.weekly, self.hist,
-                           self.habit_steps, self.daily, self.rater_keys, self.assess_col, self.assessed)
+                           self.habit_steps, self.daily, self.rater_keys, self.assess_col, self.assessed,
+                           self.visit, self.cuts, self.run_cut)
             self.day = nxt
             plans = ties = False
             for r, m in enumerate(self.models):
