@@ -3,10 +3,10 @@
 Arm components (prescription, titration, support, ...) can differ between people in matched
 designs (assignment rules) and change at stage 2 of adaptive designs. Each component setting, with
 the day it started, is a column of `ArmPlan.settings`; each person points to a row (`ArmPlan.ids`).
-An arm has a handful of distinct settings however many people it has, so the build writes one
-integer per person rather than a column of every setting per person (a million people: 8 MB rather
-than about 300 MB of memory touched for the first time, which is slow on a sandboxed machine).
-A setting per person (`plan.rx_spw`, ...) is read through ids when asked for.
+An arm has a handful of distinct settings however many people it has, so the build writes at most
+one integer per person rather than a column of every setting per person (a million people: 8 MB
+rather than about 300 MB of memory touched for the first time, which is slow on a sandboxed
+machine). A setting per person (`plan.rx_spw`, ...) is read through ids when asked for.
 """
 
 from __future__ import annotations
