@@ -55,8 +55,9 @@ class Participant(mesa.Agent):
     def reference_step(self, x, social, day, u, z) -> None:  # noqa: D102 - the per-agent reference
         """Advance this person one day with the scalar reference equations."""
         m = self.model
-        dynamics.reference_update(m.state, self.row, x, float(social[self.row]), int(m.plan.sup_kind[self.row]),
-                                  day, u[self.row], float(z[self.row]), m.coef)
+        kind = int(m.plan.setting("sup_kind", self.row))
+        dynamics.reference_update(m.state, self.row, x, float(social[self.row]), kind, day, u[self.row],
+                                  float(z[self.row]), m.coef)
 
 
 class AdherenceModel(mesa.Model):
@@ -100,8 +101,8 @@ class AdherenceModel(mesa.Model):
                             sc.follow_up_weeks)
         self.partner = np.full(self.n, -1)
         self.group = np.full(self.n, -1)
-        self._next_group = form_groups(self.plan.sup_kind > NO_SUPPORT, self.plan.sup_kind, self.plan.class_size,
-                                       self.partner, self.group, 0)
+        self._next_group = form_groups(~self.plan.having("sup_kind", NO_SUPPORT), self.plan, self.partner,
+                                       self.group, 0)
         self.state = dynamics.State.initial(cohort, self.coef)
         self.reference = reference
         self.days, self.programme_days = sc.days, 7 * sc.weeks
@@ -193,8 +194,7 @@ class AdherenceModel(mesa.Model):
             plan.apply(plan.stage2.add, aug, start_day=day)
             changed = True
             if plan.stage2.add.support is not None:
-                self._next_group = form_groups(aug, plan.sup_kind, plan.class_size,
-                                               self.partner, self.group, self._next_group)
+                self._next_group = form_groups(aug, plan, self.partner, self.group, self._next_group)
                 changed = "ties"
         return changed
 

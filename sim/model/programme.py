@@ -1,8 +1,12 @@
-"""An arm's design compiled to per-person arrays, and the day's external inputs from them.
+"""An arm's design as a table of its distinct settings, each person's row in it, and the day's inputs.
 
 Arm components (prescription, titration, support, ...) can differ between people in matched
-designs (assignment rules) and change at stage 2 of adaptive designs, so every component
-setting is an array with one entry per participant, plus the day it started for that person.
+designs (assignment rules) and change at stage 2 of adaptive designs. Each component setting, with
+the day it started, is a column of `ArmPlan.settings`; each person points to a row (`ArmPlan.ids`).
+An arm has a handful of distinct settings however many people it has, so the build writes at most
+one integer per person rather than a column of every setting per person (a million people: 8 MB
+rather than about 300 MB of memory touched for the first time, which is slow on a sandboxed
+machine). A setting per person (`plan.rx_spw`, ...) is read through ids when asked for.
 """
 
 from __future__ import annotations
@@ -20,12 +24,21 @@ for _k in range(1, 8):
 
 NO_SUPPORT, CLASS, PARTNER = 0, 1, 2
 _INF = 10**9
-# ArmPlan's per-person settings, in the column order of ArmPlan.matrix() (what the compiled kernel reads)
+# ArmPlan's settings, in the column order of ArmPlan.table() (what the compiled kernel reads)
 PLAN_COLUMNS = ("rx_spw", "rx_min", "rx_int", "tit_start_min", "tit_start_int", "tit_days", "tit_from", "sup_kind",
                 "sup_level", "sup_days", "sup_fade", "sup_from", "prime", "prime_days", "prime_from", "cue",
                 "cue_streak", "cue_days", "cue_fade", "cue_from", "sm_skill", "sm_days", "sm_from", "sm_until",
                 "med_on", "med_effect", "med_adh", "med_from", "med_until", "pl_on", "pl_adh", "pl_from", "pl_until",
                 "contact_rate", "contact_days", "contact_from")
+# the columns of ArmPlan.settings: the kernel's, then what only the forming of classes reads
+SETTING_COLUMNS = PLAN_COLUMNS + ("class_size",)
+_AT = {name: j for j, name in enumerate(SETTING_COLUMNS)}
+_DEFAULT = dict.fromkeys(SETTING_COLUMNS, 0.0) | {"tit_start_min": np.nan, "tit_start_int": np.nan, "sm_days": 1.0,
+                                                  "class_size": 8.0}
+# the type of a setting per person (the table holds floats, which hold these values exactly)
+_DTYPE = dict.fromkeys(SETTING_COLUMNS, np.float64) | {"rx_spw": np.int64, "sup_kind": np.int64,
+                                                       "class_size": np.int64, "med_on": np.bool_,
+                                                       "pl_on": np.bool_}
 
 
 @dataclass
@@ -51,7 +64,9 @@ class DayInputs:
 
 
 class ArmPlan:
-    """Per-person component settings of one arm and the day-by-day inputs they give."""
+    """The component settings of one arm, a row per distinct setting and a row id per person, and the
+    day-by-day inputs they give. Each setting per person is a read-only property (e.g. `plan.rx_spw`);
+    settings change only through `apply`."""
 
     def __init__(self, arm: Components, assign: list, stage2: Stage2 | None, measured: dict[str, np.ndarray],
                  weeks: int, medication_effect: float, assign_u: np.ndarray | None = None,
@@ -60,22 +75,11 @@ class ArmPlan:
         self.n, self.programme_days, self.stage2 = n, 7 * weeks, stage2
         self.follow_up, self.end_day = follow_up, 7 * (weeks + follow_up_weeks)
         self.default_med_effect = medication_effect
-        f = lambda v=0.0: np.full(n, v, dtype=float)  # noqa: E731
-        self.rx_spw, self.rx_min, self.rx_int = np.zeros(n, dtype=int), f(), f()
-        self.tit_start_min, self.tit_start_int, self.tit_days, self.tit_from = f(np.nan), f(np.nan), f(0), f(0)
-        self.sup_kind = np.zeros(n, dtype=int)
-        self.sup_level, self.sup_days, self.sup_fade, self.sup_from = f(), f(), f(), f()
-        self.class_size = np.full(n, 8, dtype=int)
-        self.prime, self.prime_days, self.prime_from = f(), f(), f()
-        self.cue, self.cue_streak, self.cue_days, self.cue_fade, self.cue_from = f(), f(), f(), f(), f()
-        self.sm_skill, self.sm_days, self.sm_from, self.sm_until = f(), f(1), f(), f()
-        self.med_on = np.zeros(n, dtype=bool)
-        self.med_effect, self.med_adh, self.med_from, self.med_until = f(), f(), f(), f()
-        self.pl_on = np.zeros(n, dtype=bool)
-        self.pl_adh, self.pl_from, self.pl_until = f(), f(), f()
-        self.contact_rate, self.contact_days, self.contact_from = f(), f(), f()
         self.augmented = np.zeros(n, dtype=bool)
-        self.ids, self._next_id = np.zeros(n, dtype=np.int64), 1  # same id: same settings (see table())
+        # a row of SETTING_COLUMNS per distinct setting, each person's row, and the people in each row
+        self.settings = np.array([[_DEFAULT[c] for c in SETTING_COLUMNS]])
+        self.ids = np.zeros(n, dtype=np.int64)
+        self._count = np.array([n], dtype=np.int64)
         self.apply(arm, np.ones(n, dtype=bool), start_day=0)
         u = np.zeros(n) if assign_u is None else assign_u
         for rule in assign:
@@ -94,61 +98,82 @@ class ArmPlan:
             self.apply(self.follow_up, np.ones(self.n, dtype=bool), start_day=self.programme_days)
 
     def apply(self, c: Components, rows: np.ndarray, start_day: int) -> None:
-        """Give the components set in c to the participants in rows, starting at start_day."""
-        if rows.any():  # people who had the same settings and get the same components still share them
-            kinds, inverse = np.unique(self.ids[rows], return_inverse=True)
-            self.ids[rows] = self._next_id + inverse
-            self._next_id += len(kinds)
+        """Give the components set in c to the participants in rows (a boolean mask), starting at start_day."""
+        everyone = bool(rows.all())
+        old = self.ids if everyone else self.ids[rows]
+        among = np.bincount(old, minlength=len(self.settings))
+        hit = np.flatnonzero(among)
+        # a row whose people are all in rows changes in place (so the build writes no ids); a row only some
+        # of whose people are in rows is copied for them, and they move to the copy
+        split = hit[among[hit] < self._count[hit]]
+        if len(split):
+            moved = np.arange(len(self.settings))
+            moved[split] = len(self.settings) + np.arange(len(split))
+            self.ids[rows] = moved[old]
+            self.settings = np.concatenate([self.settings, self.settings[split]])
+            self._count[split] -= among[split]
+            self._count = np.concatenate([self._count, among[split]])
+            hit = moved[hit]
+        for name, value in self._values(c, start_day).items():
+            self.settings[hit, _AT[name]] = value
+
+    def _values(self, c: Components, start_day: int) -> dict[str, float]:
+        """The settings that the components set in c give, starting at start_day."""
+        v: dict[str, float] = {}
         if c.prescription is not None:
             p = c.prescription
-            self.rx_spw[rows], self.rx_min[rows], self.rx_int[rows] = p.sessions_per_week, p.minutes, p.intensity
+            v |= {"rx_spw": p.sessions_per_week, "rx_min": p.minutes, "rx_int": p.intensity}
         if c.titration is not None:
             t = c.titration
-            self.tit_start_min[rows] = t.start_minutes
-            self.tit_start_int[rows] = np.nan if t.start_intensity is None else t.start_intensity
-            self.tit_days[rows], self.tit_from[rows] = 7 * t.weeks, start_day
+            v |= {"tit_start_min": t.start_minutes, "tit_days": 7 * t.weeks, "tit_from": start_day,
+                  "tit_start_int": np.nan if t.start_intensity is None else t.start_intensity}
         if c.support is not None:
             s = c.support
-            self.sup_kind[rows] = CLASS if s.kind == "class" else PARTNER
-            self.sup_level[rows], self.sup_fade[rows] = s.level, 7 * s.fade_weeks
-            self.sup_days[rows], self.sup_from[rows] = self._window(s.weeks, start_day), start_day
-            self.class_size[rows] = s.class_size
+            v |= {"sup_kind": CLASS if s.kind == "class" else PARTNER, "sup_level": s.level,
+                  "sup_fade": 7 * s.fade_weeks, "sup_days": self._window(s.weeks, start_day), "sup_from": start_day,
+                  "class_size": s.class_size}
         if c.priming is not None:
-            self.prime[rows], self.prime_from[rows] = c.priming.strength, start_day
-            self.prime_days[rows] = self._window(c.priming.weeks, start_day)
+            v |= {"prime": c.priming.strength, "prime_from": start_day,
+                  "prime_days": self._window(c.priming.weeks, start_day)}
         if c.reward_cues is not None:
             r = c.reward_cues
-            self.cue[rows], self.cue_streak[rows], self.cue_fade[rows] = r.value, r.streak_bonus, 7 * r.fade_weeks
-            self.cue_days[rows], self.cue_from[rows] = self._window(r.weeks, start_day), start_day
+            v |= {"cue": r.value, "cue_streak": r.streak_bonus, "cue_fade": 7 * r.fade_weeks,
+                  "cue_days": self._window(r.weeks, start_day), "cue_from": start_day}
         if c.self_management is not None:
             m = c.self_management
-            self.sm_skill[rows], self.sm_days[rows], self.sm_from[rows] = m.skill, 7 * m.weeks, start_day
-            self.sm_until[rows] = start_day + self._window(m.weeks, start_day)
+            v |= {"sm_skill": m.skill, "sm_days": 7 * m.weeks, "sm_from": start_day,
+                  "sm_until": start_day + self._window(m.weeks, start_day)}
+        # pills prescribed in the programme stop with it unless continued; started in follow-up, they run on
         if c.medication is not None:
             m = c.medication
-            self.med_on[rows], self.med_adh[rows] = True, m.adherence
-            self.med_effect[rows] = self.default_med_effect if m.effect is None else m.effect
-            self.med_from[rows] = start_day
-            self.med_until[rows] = _INF if m.continue_after or start_day >= self.programme_days else self.programme_days
+            v |= {"med_on": True, "med_adh": m.adherence, "med_from": start_day,
+                  "med_effect": self.default_med_effect if m.effect is None else m.effect,
+                  "med_until": _INF if m.continue_after or start_day >= self.programme_days else self.programme_days}
         if c.placebo is not None:
             m = c.placebo
-            self.pl_on[rows], self.pl_adh[rows], self.pl_from[rows] = True, m.adherence, start_day
-            self.pl_until[rows] = _INF if m.continue_after or start_day >= self.programme_days else self.programme_days
+            v |= {"pl_on": True, "pl_adh": m.adherence, "pl_from": start_day,
+                  "pl_until": _INF if m.continue_after or start_day >= self.programme_days else self.programme_days}
         if c.contact is not None:
-            self.contact_rate[rows], self.contact_from[rows] = c.contact.sessions_per_week, start_day
-            self.contact_days[rows] = self._window(c.contact.weeks, start_day)
+            v |= {"contact_rate": c.contact.sessions_per_week, "contact_from": start_day,
+                  "contact_days": self._window(c.contact.weeks, start_day)}
+        return v
+
+    def table(self) -> tuple[np.ndarray, np.ndarray]:
+        """The settings the kernel reads (k rows of PLAN_COLUMNS, floats), and each person's row in them."""
+        return np.ascontiguousarray(self.settings[:, :len(PLAN_COLUMNS)]), self.ids
 
     def matrix(self) -> np.ndarray:
-        """The per-person settings as one (n, len(PLAN_COLUMNS)) float array, a row per person."""
+        """The settings per person as one (n, len(PLAN_COLUMNS)) float array, a row per person."""
         table, ids = self.table()
         return table[ids]
 
-    def table(self) -> tuple[np.ndarray, np.ndarray]:
-        """The distinct settings as rows of a (k, len(PLAN_COLUMNS)) float array, and each person's row in it
-        (an arm has a handful of distinct settings however many people it has)."""
-        _, first, ids = np.unique(self.ids, return_index=True, return_inverse=True)
-        table = np.column_stack([getattr(self, c)[first] for c in PLAN_COLUMNS]).astype(float, copy=False)
-        return table, ids.astype(np.int64)
+    def setting(self, name: str, person: int) -> float:
+        """One person's setting `name` (a column of SETTING_COLUMNS)."""
+        return self.settings[self.ids[person], _AT[name]]
+
+    def having(self, name: str, *values: float) -> np.ndarray:
+        """Per person: whether their setting `name` is one of values (tested once per row of settings)."""
+        return np.isin(self.settings[:, _AT[name]], values)[self.ids]
 
     def stage2_rows(self, day: int, severity: np.ndarray, baseline: np.ndarray) -> np.ndarray | None:
         """On the stage-2 decision day, the non-responders who get the augmentation; else None."""
@@ -209,23 +234,37 @@ def matches(when: dict[str, TraitRange], traits: dict[str, np.ndarray]) -> np.nd
     return rows
 
 
-def form_groups(rows: np.ndarray, kind: np.ndarray, class_size: np.ndarray, partner: np.ndarray, group: np.ndarray,
-                next_group: int) -> int:
+def form_groups(rows: np.ndarray, plan: ArmPlan, partner: np.ndarray, group: np.ndarray, next_group: int) -> int:
     """Pair partners and fill classes among `rows`, in row order; returns the next group id.
 
     Rows are drawn independently, so neighbours are as random a pairing as any; and a class's members
     sit side by side, which lets the compiled update take a large run in blocks of rows (kernel.visit_blocks)."""
     old = partner[rows & (partner >= 0)]
-    partner[old[np.isin(partner[old], np.flatnonzero(rows))]] = -1  # re-pairing leaves no one-sided ties
+    if len(old):  # re-pairing leaves no one-sided ties
+        partner[old[np.isin(partner[old], np.flatnonzero(rows))]] = -1
     partner[rows] = -1
     group[rows] = -1
     for k in (PARTNER, CLASS):
-        members = np.flatnonzero(rows & (kind == k))
+        members = np.flatnonzero(rows & plan.having("sup_kind", k))
         if k == PARTNER:
             a, b = members[0:len(members) - 1:2], members[1::2]
             partner[a], partner[b] = b, a
         else:
-            size = int(class_size[members[0]]) if len(members) else 1
+            size = int(plan.setting("class_size", members[0])) if len(members) else 1
             group[members] = next_group + np.arange(len(members)) // size
             next_group += -(-len(members) // size)
     return next_group
+
+
+def _per_person(name: str) -> property:
+    j, dtype = _AT[name], _DTYPE[name]
+
+    def get(self: ArmPlan) -> np.ndarray:
+        out = self.settings[:, j].astype(dtype)[self.ids]
+        out.flags.writeable = False  # a copy: writing to it would change nothing, so it refuses
+        return out
+    return property(get, doc=f"Each person's {name} (read through ids; change it with apply).")
+
+
+for _name in SETTING_COLUMNS:  # plan.rx_spw, plan.sup_kind, ...: each setting per person, on demand
+    setattr(ArmPlan, _name, _per_person(_name))

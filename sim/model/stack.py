@@ -96,7 +96,8 @@ class Stack:
         """The runs' tables of distinct design settings, one after the other, and each row's place in them."""
         shift = np.cumsum([0] + [len(t) for t, _ in self.tables[:-1]])
         self.plan = np.concatenate([t for t, _ in self.tables])
-        self.plan_id = _joined([ids + k for (_, ids), k in zip(self.tables, shift)])
+        # a run alone reads its plan's ids as they are (a copy would be memory touched anew at a million people)
+        self.plan_id = _joined([ids + k if k else ids for (_, ids), k in zip(self.tables, shift)])
 
     def _gather_ties(self) -> None:
         """Partners as rows of the stack, classes as stack-wide group ids (each run's own, shifted)."""
