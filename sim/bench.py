@@ -90,6 +90,21 @@ def population(loaded, size: int, repeat: int) -> dict:
             "M_agent_days_per_cpu_s": cells / cpu / 1e6}
 
 
+def hugepages(size: int, repeat: int) -> dict:
+    """The `population` figure in two fresh processes, without and with numpy's huge-page advice
+    (NUMPY_MADVISE_HUGEPAGE=0, which `sim` sets unless the user has, and =1, numpy's own default on Linux)."""
+    code = ("import json; from sim.bench import population, BENCH_SCENARIO; from sim.scenario import load;"
+            f"print(json.dumps(population(load(BENCH_SCENARIO), {size}, {repeat})))")
+    speed = {}
+    for flag in ("0", "1"):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                             env={**os.environ, "NUMPY_MADVISE_HUGEPAGE": flag})
+        speed[flag] = json.loads(out.stdout.strip().splitlines()[-1])["M_agent_days_per_s"]
+    return {"what": f"the population figure ({size:,} people) in fresh processes: numpy's huge-page advice off (as "
+                    "`sim` runs) and on (numpy's default)", "off_M_agent_days_per_s": speed["0"],
+            "on_M_agent_days_per_s": speed["1"], "off_vs_on": speed["0"] / speed["1"]}
+
+
 def against_reference(loaded, size: int, weeks: int) -> dict:
     """The compiled update against the per-agent reference on the same people and days."""
     from sim.runs import runner
@@ -189,6 +204,7 @@ def run(out: Path, quick: bool = False, log=print) -> dict:
     figures, started = {}, time.time()
     steps = [("trial_stacks", lambda: trial_stacks(loaded, 10 if quick else 50, 1 if quick else 3)),
              ("population_100k", lambda: population(loaded, 20_000 if quick else 100_000, 1 if quick else 2)),
+             ("hugepages", lambda: hugepages(20_000 if quick else 100_000, 1 if quick else 2)),
              ("against_reference_10k", lambda: against_reference(loaded, 2_000 if quick else 10_000, 2 if quick else 4)),
              ("million", lambda: million(100_000 if quick else 1_000_000)),
              ("batch_jobs", lambda: batch_jobs(loaded, 5 if quick else 20)),

@@ -157,6 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `sim` console script."""
+    # numpy asks the kernel for transparent huge pages for arrays of 4 MB and more (read when numpy is first
+    # imported, which is after this line): on the shared machines this project runs on, their first touch
+    # costs 2-4x that of small pages, and the blocked kernel does not need their TLB reach (docs/performance.md,
+    # "Huge pages"). The user's own setting wins, and worker processes inherit this one.
+    os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
     args = build_parser().parse_args(argv)
     try:
         cli_guard.early_checks(args, BadInput)  # the --db URL and a report's --out, before heavy imports
