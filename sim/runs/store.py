@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import itertools
 from pathlib import Path
 
 import alembic.command
 import alembic.config
-import numpy as np
-import pandas as pd
 import sqlalchemy as sa
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -26,7 +23,7 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
 )
 
-from sim.runs import provenance
+from sim.runs import provenance, store_write
 from sim.runs.records import DAILY_COLUMNS, HABIT_COLUMNS, MEASURED_COLUMNS, RunRecords
 from sim.runs.store_open import (  # noqa: F401 - StoreError, URL_FORMS, resolve_url re-exported
     URL_FORMS,
@@ -359,16 +356,16 @@ class Store:
                 if status == "done":  # stored before: at most its weekly panel is missing
                     has_panel = c.execute(sa.select(sa.exists().where(participant_weeks.c.run_id == run_id))).scalar()
                     if panel and not has_panel:  # the same seed reproduces the run, so its panel fits
-                        _bulk_insert(c, participant_weeks, rec.weekly, run_id)
+                        store_write.insert(c, participant_weeks, rec.tables["weekly"], run_id)
                         return True
                     return False
                 for t in CHILD_TABLES:  # a failed earlier attempt leaves no rows, but be sure
                     c.execute(t.delete().where(t.c.run_id == run_id))
-                _bulk_insert(c, arm_days, rec.daily, run_id)
-                _bulk_insert(c, participants, rec.participants, run_id)
-                _bulk_insert(c, assessments, rec.assessments, run_id)
+                store_write.insert(c, arm_days, rec.tables["daily"], run_id)
+                store_write.insert(c, participants, rec.tables["participants"], run_id)
+                store_write.insert(c, assessments, rec.tables["assessments"], run_id)
                 if panel:
-                    _bulk_insert(c, participant_weeks, rec.weekly, run_id)
+                    store_write.insert(c, participant_weeks, rec.tables["weekly"], run_id)
                 c.execute(runs.update().where(runs.c.id == run_id).values(
                     status="done", batch_id=batch_id, code_version=provenance.code_version(),
                     model_hash=provenance.model_hash(), git_sha=sha,
@@ -396,33 +393,3 @@ class Store:
                                                                            finished_at=_now(), claimed_by=None,
                                                                            lease_until=None))
 
-
-def _column_values(series: pd.Series) -> list:
-    """A column as Python values with missing ones as None (drivers take neither NumPy scalars nor NaN)."""
-    arr = series.to_numpy()
-    if arr.dtype.kind == "f":
-        missing = np.isnan(arr)
-    elif arr.dtype.kind == "O":
-        missing = pd.isna(arr)
-    else:
-        return arr.tolist()
-    values = arr.tolist()
-    if missing.any():
-        return [None if m else v for v, m in zip(values, missing.tolist())]
-    return values
-
-
-def _bulk_insert(c: sa.Connection, table: sa.Table, df: pd.DataFrame, run_id: int) -> None:
-    """Insert a frame's rows for one run: COPY on PostgreSQL, one executemany elsewhere."""
-    cols = [col.name for col in table.columns if col.name != "run_id"]
-    data = list(zip(itertools.repeat(run_id, len(df)), *(_column_values(df[col]) for col in cols)))
-    names = ", ".join(["run_id", *cols])
-    raw = c.connection.dbapi_connection
-    if c.dialect.name == "postgresql":
-        with raw.cursor() as cur, cur.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
-            for row in data:
-                copy.write_row(row)
-    else:
-        cur = raw.cursor()
-        cur.executemany(f"INSERT INTO {table.name} ({names}) VALUES ({', '.join('?' * (len(cols) + 1))})", data)
-        cur.close()
