@@ -15,9 +15,19 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from sim.runs.tables import CHILD_TABLES, runs
+
 # bound parameters per INSERT: SQLite's limit before 3.32, and enough rows per statement that stepping the
 # statement costs little beside binding the values
 MAX_VARIABLES = 999
+
+# Store.save_run's statements, built once: building and keying them anew costs more than SQLite takes to run them
+RUN_BY_KEY = sa.select(runs.c.id, runs.c.status).where(runs.c.key == sa.bindparam("key"))
+CLEAR_RUN = tuple(t.delete().where(t.c.run_id == sa.bindparam("run_id")) for t in CHILD_TABLES)
+RUN_DONE = runs.update().where(runs.c.id == sa.bindparam("run_id")).values(
+    status="done", error=None, claimed_by=None, lease_until=None,
+    **{k: sa.bindparam(k) for k in ("batch_id", "code_version", "model_hash", "git_sha", "git_dirty", "packages", "host",
+                                    "started_at", "finished_at", "wall_seconds")})
 
 
 def column_values(arr: np.ndarray) -> list:
