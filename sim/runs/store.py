@@ -8,7 +8,9 @@ idempotent run key, so an interrupted batch resumes without losing or doubling a
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
+import weakref
 from pathlib import Path
 
 import alembic.command
@@ -34,6 +36,7 @@ from sim.runs.store_open import (  # noqa: F401 - StoreError, URL_FORMS, resolve
     read_only_engine,
     reason,
     resolve_url,
+    run_writer,
     sqlite_hooks,
     sqlite_read_only,
 )
@@ -120,6 +123,15 @@ class Store:
             self._migrate(create)
         except (SQLAlchemyError, ValueError, OSError) as e:
             raise StoreError(f"cannot open database {self.url!r}: {reason(e, raw)}") from None
+
+    @functools.cached_property
+    def _run_writer(self) -> sa.Engine:
+        if self.read_only:  # nothing may be written: let the write fail as it would on any connection
+            return self.engine
+        writer = run_writer(self.engine)
+        if writer is not self.engine:
+            weakref.finalize(self, writer.dispose)  # its connection closes with the store, not at exit
+        return writer
 
     def _migrate(self, create: bool) -> None:
         """Bring the schema to this code's head revision; refuse a database from newer code, an empty one
@@ -260,7 +272,7 @@ class Store:
         sha, dirty = provenance.git_state()
         finished = _now()
         try:
-            with self.engine.begin() as c:
+            with self._run_writer.begin() as c:
                 run_id, status = self._run_row(c, key, scenario_id, batch_id, rec.arm, rec.replicate, rec.seed)
                 if status == "done":  # stored before: at most its weekly panel is missing
                     has_panel = c.execute(sa.select(sa.exists().where(participant_weeks.c.run_id == run_id))).scalar()
