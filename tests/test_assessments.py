@@ -292,7 +292,7 @@ def test_a_store_at_revision_0004_is_upgraded_keeping_its_rows(tiny, tmp_path):
     eng.dispose()
     db = store.Store(url, create=True)
     with db.engine.connect() as c:
-        assert c.exec_driver_sql("select version_num from alembic_version").scalar_one() == "0006"
+        assert c.exec_driver_sql("select version_num from alembic_version").scalar_one() == "0007"
         row = c.execute(sa.select(store.participants)).one()
         assert row.baseline_severity == 20.0 and row.age is None and row.measured_fitness is None
         assert c.execute(sa.select(store.participant_weeks.c.sessions)).scalar_one() is None

@@ -1,9 +1,10 @@
-"""Records of a finished run as pandas frames: arm-level days, participant endpoints, the trial's
-assessments and the weekly panel."""
+"""Records of a finished run: arm-level days, participant endpoints, the trial's assessments and the weekly
+panel, kept as column arrays and read as pandas frames."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -22,20 +23,47 @@ MEASURED_COLUMNS = tuple(f"measured_{t}" for t in TRAITS)
 DAILY_COLUMNS = ("severity_mean", "severity_sd", "enrolled_share", "exercising_share", "minutes_mean",
                  "response_share", "remission_share")
 
+Columns = dict[str, np.ndarray]  # one record table: column name -> one value per row
+
 
 @dataclass
 class RunRecords:
-    """Everything one run (scenario x arm x replicate) produced."""
+    """Everything one run (scenario x arm x replicate) produced.
+
+    The tables are held as column arrays: a worker sends them cheaply (no frames to build or pickle) and the
+    store writes them without pandas. The frames are made on first use."""
 
     scenario: str
     arm: str
     replicate: int
     seed: str
-    daily: pd.DataFrame
-    participants: pd.DataFrame
-    weekly: pd.DataFrame | None  # the per-participant weekly panel, when asked for
-    assessments: pd.DataFrame  # pid, week, score: the trial's assessments (rows only where one was made)
+    tables: dict[str, Columns]  # daily, participants, assessments, and weekly when the panel was kept
     wall_seconds: float = 0.0
+
+    @cached_property
+    def daily(self) -> pd.DataFrame:
+        """Arm-level aggregates per day (day, *DAILY_COLUMNS)."""
+        return pd.DataFrame(self.tables["daily"])
+
+    @cached_property
+    def participants(self) -> pd.DataFrame:
+        """One row per participant: traits, endpoints, days to habit, measured traits."""
+        return pd.DataFrame(self.tables["participants"])
+
+    @cached_property
+    def weekly(self) -> pd.DataFrame | None:
+        """The per-participant weekly panel, when asked for."""
+        return pd.DataFrame(self.tables["weekly"]) if "weekly" in self.tables else None
+
+    @cached_property
+    def assessments(self) -> pd.DataFrame:
+        """pid, week, score: the trial's assessments (rows only where one was made)."""
+        return pd.DataFrame(self.tables["assessments"])
+
+
+def _columns(values: dict, n: int) -> Columns:
+    # each column its own copy, n long: records stay as they were whatever happens to the model afterwards
+    return {k: np.full(n, v) if np.ndim(v) == 0 else np.array(v) for k, v in values.items()}
 
 
 def from_model(model: AdherenceModel, replicate: int, seed: str, wall_seconds: float = 0.0,
@@ -46,14 +74,13 @@ def from_model(model: AdherenceModel, replicate: int, seed: str, wall_seconds: f
     assessed them (score on the scenario's scale, rater error included); a participant who left the trial
     has no rows after it."""
     sc = model.loaded.scenario
-    daily = pd.DataFrame(model.daily, columns=list(DAILY_COLUMNS))
-    daily.insert(0, "day", np.arange(model.days + 1))
+    daily = _columns({"day": np.arange(model.days + 1), **dict(zip(DAILY_COLUMNS, model.daily.T))}, model.days + 1)
     st, eop = model.state, model.end_of_programme
     prog_w, fu_w = sc.weeks, sc.follow_up_weeks
     dropout_day = np.where(st.dropout_day >= 0, st.dropout_day + 1, np.nan)  # 1-based day of dropout
     coef = model.coef
     reward_eop, control_eop = current_reward_control(eop, coef)
-    parts = pd.DataFrame({
+    parts = _columns({
         "pid": np.arange(model.n),
         "subgroup": model.cohort.subgroup.astype(str),
         **{k: v for k, v in model.cohort.traits.items()},
@@ -74,28 +101,27 @@ def from_model(model: AdherenceModel, replicate: int, seed: str, wall_seconds: f
         "cognitive_control_end_programme": control_eop,
         "reward_sensitivity_end_programme": reward_eop,
         **dict(zip(HABIT_COLUMNS, model.days_to_habit().T)),
-    })
-    weekly = None
+    }, model.n)
+    tables = {"daily": daily, "participants": parts, "assessments": _assessment_columns(model)}
     if panel:
         severity, minutes = model.severity_weekly, model.minutes_weekly
         n, weeks = severity.shape
-        weekly = pd.DataFrame({
+        tables["weekly"] = _columns({
             "pid": np.repeat(np.arange(n), weeks),
             "week": np.tile(np.arange(weeks), n),
             "severity": severity.ravel(),
             "minutes": np.column_stack([np.zeros(n), minutes]).ravel(),
             "sessions": np.column_stack([np.zeros(n, int), model.sessions_weekly]).ravel().astype(int),
-        })
-    return RunRecords(scenario=sc.name, arm=model.arm, replicate=replicate, seed=seed, daily=daily,
-                      participants=parts, weekly=weekly, assessments=assessments_frame(model),
+        }, n * weeks)
+    return RunRecords(scenario=sc.name, arm=model.arm, replicate=replicate, seed=seed, tables=tables,
                       wall_seconds=wall_seconds)
 
 
-def assessments_frame(model: AdherenceModel) -> pd.DataFrame:
-    """The trial's assessments as rows (pid, week, score), participants in order, weeks ascending; a
-    participant not assessed at a week (gone from the trial) has no row for it."""
+def _assessment_columns(model: AdherenceModel) -> Columns:
+    """The trial's assessments (pid, week, score), participants in order, weeks ascending; a participant not
+    assessed at a week (gone from the trial) has no row for it."""
     scores = np.asarray(model.assessed, float)
     n, k = scores.shape
-    out = pd.DataFrame({"pid": np.repeat(np.arange(n), k), "week": np.tile(np.asarray(model.assessment_weeks, int), n),
-                        "score": scores.ravel()})
-    return out[out.score.notna()].reset_index(drop=True)
+    made = ~np.isnan(scores.ravel())
+    return {"pid": np.repeat(np.arange(n), k)[made], "week": np.tile(np.asarray(model.assessment_weeks, int), n)[made],
+            "score": scores.ravel()[made]}

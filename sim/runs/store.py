@@ -8,14 +8,13 @@ idempotent run key, so an interrupted batch resumes without losing or doubling a
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
-import itertools
+import weakref
 from pathlib import Path
 
 import alembic.command
 import alembic.config
-import numpy as np
-import pandas as pd
 import sqlalchemy as sa
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -26,8 +25,8 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
 )
 
-from sim.runs import provenance
-from sim.runs.records import DAILY_COLUMNS, HABIT_COLUMNS, MEASURED_COLUMNS, RunRecords
+from sim.runs import provenance, store_write
+from sim.runs.records import RunRecords
 from sim.runs.store_open import (  # noqa: F401 - StoreError, URL_FORMS, resolve_url re-exported
     URL_FORMS,
     StoreError,
@@ -37,115 +36,25 @@ from sim.runs.store_open import (  # noqa: F401 - StoreError, URL_FORMS, resolve
     read_only_engine,
     reason,
     resolve_url,
+    run_writer,
     sqlite_hooks,
     sqlite_read_only,
 )
-from sim.scenario import TRAITS, LoadedScenario
-
-metadata = sa.MetaData()
-scenarios = sa.Table(
-    "scenarios", metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("name", sa.String(80), nullable=False, index=True),
-    sa.Column("sha256", sa.String(64), nullable=False, unique=True),
-    sa.Column("path", sa.Text, nullable=False),
-    sa.Column("text", sa.Text, nullable=False),
-    sa.Column("created_at", sa.DateTime, nullable=False),
+from sim.runs.tables import (  # noqa: F401 - the schema, re-exported
+    CHILD_TABLES,
+    PARTICIPANT_COLUMNS,
+    arm_days,
+    assessments,
+    batches,
+    metadata,
+    participant_weeks,
+    participants,
+    runs,
+    scenarios,
+    sweep_points,
+    sweeps,
 )
-batches = sa.Table(
-    "batches", metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("scenario_id", sa.ForeignKey("scenarios.id"), nullable=False),
-    sa.Column("replicates", sa.Integer, nullable=False),
-    sa.Column("code_version", sa.String(80), nullable=False),
-    sa.Column("command", sa.Text),
-    sa.Column("executor", sa.String(40)),
-    sa.Column("record", sa.String(80)),
-    sa.Column("started_at", sa.DateTime, nullable=False),
-    sa.Column("finished_at", sa.DateTime),
-    sa.Column("wall_seconds", sa.Float),
-    sa.Column("store_seconds", sa.Float),
-)
-runs = sa.Table(
-    "runs", metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("key", sa.String(64), nullable=False, unique=True),
-    sa.Column("scenario_id", sa.ForeignKey("scenarios.id"), nullable=False),
-    sa.Column("batch_id", sa.ForeignKey("batches.id")),
-    sa.Column("arm", sa.String(80), nullable=False),
-    sa.Column("replicate", sa.Integer, nullable=False),
-    sa.Column("seed", sa.String(80), nullable=False),
-    sa.Column("status", sa.String(10), nullable=False),  # running | done | failed
-    sa.Column("code_version", sa.String(80)),
-    sa.Column("model_hash", sa.String(16), index=True),
-    sa.Column("git_sha", sa.String(40)),
-    sa.Column("git_dirty", sa.Boolean),
-    sa.Column("packages", sa.Text),
-    sa.Column("host", sa.String(255)),
-    sa.Column("started_at", sa.DateTime),
-    sa.Column("finished_at", sa.DateTime),
-    sa.Column("wall_seconds", sa.Float),
-    sa.Column("error", sa.Text),
-    sa.Column("claimed_by", sa.String(120)),  # host:pid of the process computing it (sim.runs.claims)
-    sa.Column("lease_until", sa.DateTime),  # the claim holds until then unless renewed
-)
-arm_days = sa.Table(
-    "arm_days", metadata,
-    sa.Column("run_id", sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("day", sa.Integer, primary_key=True),
-    *(sa.Column(c, sa.Float) for c in DAILY_COLUMNS),
-)
-PARTICIPANT_COLUMNS = (
-    *TRAITS, "habit_rate", "dropout_day", "adherence", "minutes_per_week_programme",
-    "minutes_per_week_follow_up", "severity_end_programme", "severity_end", "self_efficacy_end_programme",
-    "habit_end_programme", "reserve_end_programme", "cognitive_control_end_programme",
-    "reward_sensitivity_end_programme", *HABIT_COLUMNS, *MEASURED_COLUMNS,
-)
-participants = sa.Table(
-    "participants", metadata,
-    sa.Column("run_id", sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("pid", sa.Integer, primary_key=True),
-    sa.Column("subgroup", sa.String(80)),
-    sa.Column("augmented", sa.Boolean),
-    sa.Column("sessions_planned", sa.Integer),
-    sa.Column("sessions_done", sa.Integer),
-    *(sa.Column(c, sa.Float) for c in PARTICIPANT_COLUMNS),
-)
-participant_weeks = sa.Table(
-    "participant_weeks", metadata,
-    sa.Column("run_id", sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("pid", sa.Integer, primary_key=True),
-    sa.Column("week", sa.Integer, primary_key=True),
-    sa.Column("severity", sa.Float),
-    sa.Column("minutes", sa.Float),
-    sa.Column("sessions", sa.Integer),
-)
-assessments = sa.Table(  # the trial's assessments: a row where one was made (none after leaving the trial)
-    "assessments", metadata,
-    sa.Column("run_id", sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("pid", sa.Integer, primary_key=True),
-    sa.Column("week", sa.Integer, primary_key=True),
-    sa.Column("score", sa.Float),
-)
-CHILD_TABLES = (arm_days, participants, participant_weeks, assessments)
-sweeps = sa.Table(
-    "sweeps", metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("name", sa.String(80), nullable=False, index=True),
-    sa.Column("sha256", sa.String(64), nullable=False, unique=True),  # of the sweep file and its base scenario
-    sa.Column("path", sa.Text, nullable=False),
-    sa.Column("text", sa.Text, nullable=False),
-    sa.Column("design", sa.String(20), nullable=False),
-    sa.Column("created_at", sa.DateTime, nullable=False),
-)
-sweep_points = sa.Table(
-    "sweep_points", metadata,
-    sa.Column("sweep_id", sa.ForeignKey("sweeps.id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("point", sa.Integer, primary_key=True),  # -1 is the base scenario at its own values
-    sa.Column("scenario_id", sa.ForeignKey("scenarios.id"), nullable=False, index=True),
-    sa.Column("factors", sa.Text, nullable=False),  # JSON: factor name -> the design's value
-)
-
+from sim.scenario import LoadedScenario
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -214,6 +123,15 @@ class Store:
             self._migrate(create)
         except (SQLAlchemyError, ValueError, OSError) as e:
             raise StoreError(f"cannot open database {self.url!r}: {reason(e, raw)}") from None
+
+    @functools.cached_property
+    def _run_writer(self) -> sa.Engine:
+        if self.read_only:  # nothing may be written: let the write fail as it would on any connection
+            return self.engine
+        writer = run_writer(self.engine)
+        if writer is not self.engine:
+            weakref.finalize(self, writer.dispose)  # its connection closes with the store, not at exit
+        return writer
 
     def _migrate(self, create: bool) -> None:
         """Bring the schema to this code's head revision; refuse a database from newer code, an empty one
@@ -341,7 +259,7 @@ class Store:
 
     def _run_row(self, c, key: str, scenario_id: int, batch_id: int, arm: str, replicate: int,
                  seed: str) -> tuple[int, str]:
-        row = c.execute(sa.select(runs.c.id, runs.c.status).where(runs.c.key == key)).first()
+        row = c.execute(store_write.RUN_BY_KEY, {"key": key}).first()
         if row is None:
             return c.execute(runs.insert().values(key=key, scenario_id=scenario_id, batch_id=batch_id, arm=arm,
                                                   replicate=replicate, seed=seed, status="running")
@@ -354,27 +272,27 @@ class Store:
         sha, dirty = provenance.git_state()
         finished = _now()
         try:
-            with self.engine.begin() as c:
+            with self._run_writer.begin() as c:
                 run_id, status = self._run_row(c, key, scenario_id, batch_id, rec.arm, rec.replicate, rec.seed)
                 if status == "done":  # stored before: at most its weekly panel is missing
                     has_panel = c.execute(sa.select(sa.exists().where(participant_weeks.c.run_id == run_id))).scalar()
                     if panel and not has_panel:  # the same seed reproduces the run, so its panel fits
-                        _bulk_insert(c, participant_weeks, rec.weekly, run_id)
+                        store_write.insert(c, participant_weeks, rec.tables["weekly"], run_id)
                         return True
                     return False
-                for t in CHILD_TABLES:  # a failed earlier attempt leaves no rows, but be sure
-                    c.execute(t.delete().where(t.c.run_id == run_id))
-                _bulk_insert(c, arm_days, rec.daily, run_id)
-                _bulk_insert(c, participants, rec.participants, run_id)
-                _bulk_insert(c, assessments, rec.assessments, run_id)
+                for stmt in store_write.CLEAR_RUN:  # a failed earlier attempt leaves no rows, but be sure
+                    c.execute(stmt, {"run_id": run_id})
+                store_write.insert(c, arm_days, rec.tables["daily"], run_id)
+                store_write.insert(c, participants, rec.tables["participants"], run_id)
+                store_write.insert(c, assessments, rec.tables["assessments"], run_id)
                 if panel:
-                    _bulk_insert(c, participant_weeks, rec.weekly, run_id)
-                c.execute(runs.update().where(runs.c.id == run_id).values(
-                    status="done", batch_id=batch_id, code_version=provenance.code_version(),
-                    model_hash=provenance.model_hash(), git_sha=sha,
-                    git_dirty=dirty, packages=provenance.package_versions(), host=provenance.host(),
-                    started_at=finished - dt.timedelta(seconds=rec.wall_seconds), finished_at=finished,
-                    wall_seconds=rec.wall_seconds, error=None, claimed_by=None, lease_until=None))
+                    store_write.insert(c, participant_weeks, rec.tables["weekly"], run_id)
+                c.execute(store_write.RUN_DONE, {
+                    "run_id": run_id, "batch_id": batch_id, "code_version": provenance.code_version(),
+                    "model_hash": provenance.model_hash(), "git_sha": sha, "git_dirty": dirty,
+                    "packages": provenance.package_versions(), "host": provenance.host(),
+                    "started_at": finished - dt.timedelta(seconds=rec.wall_seconds), "finished_at": finished,
+                    "wall_seconds": rec.wall_seconds})
             return True
         except IntegrityError:  # another process inserted the same run key at the same moment
             return False
@@ -396,33 +314,3 @@ class Store:
                                                                            finished_at=_now(), claimed_by=None,
                                                                            lease_until=None))
 
-
-def _column_values(series: pd.Series) -> list:
-    """A column as Python values with missing ones as None (drivers take neither NumPy scalars nor NaN)."""
-    arr = series.to_numpy()
-    if arr.dtype.kind == "f":
-        missing = np.isnan(arr)
-    elif arr.dtype.kind == "O":
-        missing = pd.isna(arr)
-    else:
-        return arr.tolist()
-    values = arr.tolist()
-    if missing.any():
-        return [None if m else v for v, m in zip(values, missing.tolist())]
-    return values
-
-
-def _bulk_insert(c: sa.Connection, table: sa.Table, df: pd.DataFrame, run_id: int) -> None:
-    """Insert a frame's rows for one run: COPY on PostgreSQL, one executemany elsewhere."""
-    cols = [col.name for col in table.columns if col.name != "run_id"]
-    data = list(zip(itertools.repeat(run_id, len(df)), *(_column_values(df[col]) for col in cols)))
-    names = ", ".join(["run_id", *cols])
-    raw = c.connection.dbapi_connection
-    if c.dialect.name == "postgresql":
-        with raw.cursor() as cur, cur.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
-            for row in data:
-                copy.write_row(row)
-    else:
-        cur = raw.cursor()
-        cur.executemany(f"INSERT INTO {table.name} ({names}) VALUES ({', '.join('?' * (len(cols) + 1))})", data)
-        cur.close()

