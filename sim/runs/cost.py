@@ -15,8 +15,8 @@ from dataclasses import dataclass
 THRESHOLD_AGENT_DAYS = 1e9  # ten times the largest shipped job (make sweep, 1e8): above it, ask for --yes
 THRESHOLD_SECONDS = 3600.0  # of work for one worker (many small runs cost time more than agent-days)
 SECONDS_PER_RUN = 2e-3  # fixed cost of one run: building it (docs/performance.md), per worker
-AGENT_DAYS_PER_SECOND = 4e6  # the compiled update's speed, per worker (make bench, on a loaded 2-core machine)
-STORE_SECONDS_PER_PERSON = 1.5e-4  # writing one participant's rows (summary, assessments) to SQLite
+AGENT_DAYS_PER_SECOND = 8e6  # compiled update, per worker (make bench: 8.8-10.8 M idle; 8 M allows for load)
+STORE_SECONDS_PER_PERSON = 4e-5  # writing one participant's rows (summary, assessments) to SQLite (7 ms per 200)
 BYTES_PER_PERSON = 3_000  # model state, agents and per-person records of one run
 BYTES_PER_PERSON_WEEK = 200  # weekly history kept per person (severity, minutes, sessions, assessments)
 BYTES_PER_WORKER = 400 * 1024**2  # a worker process with numpy, pandas, Mesa and the compiled kernel loaded
