@@ -115,12 +115,12 @@ def test_stacked_runs_give_exactly_what_they_give_alone(full_scenario):
 
 @pytest.mark.parametrize("arm", ["full", "partner"])
 def test_runs_taken_in_blocks_of_rows_give_what_one_block_gives(full_scenario, arm, monkeypatch):
-    """A large run goes through its days block by block (kernel.visit_blocks): every state array and record
+    """A large run goes through its days block by block (blocks.visit_blocks): every state array and record
     is bit-for-bit that of one block; the arm's daily aggregates agree to 1e-12 (the severity sd is merged
     across blocks, and where ties reorder rows the sums are taken in another order)."""
-    from sim.model import kernel
+    from sim.model import blocks
     whole = runner.build_model(full_scenario, arm, 0).run()
-    monkeypatch.setattr(kernel, "BLOCK_ROWS", 7)
+    monkeypatch.setattr(blocks, "BLOCK_ROWS", 7)
     blocked = runner.build_model(full_scenario, arm, 0)
     blocked.run()
     stack = blocked._stack
@@ -132,7 +132,7 @@ def test_runs_taken_in_blocks_of_rows_give_what_one_block_gives(full_scenario, a
 
 
 def test_blocks_of_rows_never_split_partners_or_classes():
-    from sim.model import kernel
+    from sim.model import blocks
     rng = np.random.default_rng(5)
     offsets = np.array([0, 300, 310, 1000])
     partner, group = np.full(1000, -1), np.full(1000, -1)
@@ -142,7 +142,7 @@ def test_blocks_of_rows_never_split_partners_or_classes():
     free = np.flatnonzero(partner < 0)
     free = free[free >= 310]
     group[free[:400]] = rng.integers(0, 50, 400)  # classes scattered over the third run
-    visit, cuts, run_cut = kernel.visit_blocks(offsets, partner, group, 50, 32)
+    visit, cuts, run_cut = blocks.visit_blocks(offsets, partner, group, 50, 32)
     block = np.empty(1000, dtype=int)
     for b in range(len(cuts) - 1):
         block[visit[cuts[b]:cuts[b + 1]]] = b

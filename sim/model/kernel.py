@@ -37,9 +37,6 @@ from sim.model.programme import CLASS, PATTERN, PLAN_COLUMNS
  SUP_FROM, PRIME, PRIME_DAYS, PRIME_FROM, CUE, CUE_STREAK, CUE_DAYS, CUE_FADE, CUE_FROM, SM_SKILL, SM_DAYS, SM_FROM,
  SM_UNTIL, MED_ON, MED_EFFECT, MED_ADH, MED_FROM, MED_UNTIL, PL_ON, PL_ADH, PL_FROM, PL_UNTIL, CONTACT_RATE,
  CONTACT_DAYS, CONTACT_FROM) = range(len(PLAN_COLUMNS))
-# a run of more people goes through its days in blocks of about this many rows: a block's state, keys and
-# records (~800 bytes a person) stay in a core's cache (L2, 1-4 MB) across the days
-BLOCK_ROWS = 2048
 HABIT_STEPS = 65535.0  # a habit history kept as 16-bit integers holds the running maximum in these steps
 
 
@@ -83,55 +80,6 @@ def _interp(x, xp, fp):
     return slope * (x - xp[j]) + fp[j]
 
 
-@njit(cache=True)
-def visit_blocks(offsets, partner, group, n_groups, block_rows):
-    """The order to visit each run's rows in, and where its blocks begin: at most about `block_rows` rows
-    each, and never splitting people tied by a partner or a class (who read each other's attendance).
-
-    Returns (visit, cuts, run_cut): block b is rows visit[cuts[b]:cuts[b + 1]], and run r's blocks are
-    run_cut[r]..run_cut[r + 1] - 1. A run that fits in one block, or has no ties, is visited in row order."""
-    n_all, n_runs = partner.shape[0], offsets.shape[0] - 1
-    root = np.arange(n_all)  # union-find over ties, each set's root its lowest row
-    first_of = np.full(max(n_groups, 1), -1)
-    for i in range(n_all):
-        for j in (partner[i], first_of[group[i]] if group[i] >= 0 else -1):
-            if j < 0:
-                continue
-            a, b = i, j
-            while root[a] != a:
-                a = root[a]
-            while root[b] != b:
-                b = root[b]
-            root[max(a, b)] = min(a, b)
-        if group[i] >= 0 and first_of[group[i]] < 0:
-            first_of[group[i]] = i
-    for i in range(n_all):
-        a = i
-        while root[a] != a:
-            a = root[a]
-        root[i] = a
-    visit = np.arange(n_all)
-    cuts = np.empty(n_all + 1, dtype=np.int64)
-    run_cut = np.empty(n_runs + 1, dtype=np.int64)
-    n_cuts = 0
-    for r in range(n_runs):
-        first, last = offsets[r], offsets[r + 1]
-        run_cut[r] = n_cuts
-        if last - first > block_rows:  # ties together: rows sorted by their set's lowest row (stable)
-            visit[first:last] = first + np.argsort(root[first:last], kind="mergesort")
-        start = first
-        cuts[n_cuts] = first
-        n_cuts += 1
-        for j in range(first + 1, last):
-            if j - start >= block_rows and root[visit[j]] != root[visit[j - 1]]:
-                cuts[n_cuts] = j
-                n_cuts += 1
-                start = j
-    run_cut[n_runs] = n_cuts
-    cuts[n_cuts] = n_all
-    return visit, cuts[:n_cuts + 1].copy(), run_cut
-
-
 # error_model="numpy": a division needs no zero check of its own (the inputs are validated); FMA contraction,
 # reciprocals and signed zeros free: results within a few ulps of the reference (tests/test_engine.py), no
 # reassociation (sums keep their order) and no assumptions about NaN or infinity (the update tests both)
@@ -146,7 +94,7 @@ def advance(d0, d1, offsets, keys, coefs, programme_days, st, plan, plan_id, par
     hist: each person's running maximum of habit after each day (float32, or in `habit_steps` 16-bit steps
     when habit_steps > 0; no rows when not kept); weekly_*: the weekly panel (no rows when not kept);
     assessed[:, assess_col[r, w]]: run r's assessment at the end of week w (rater keys: the rater's errors);
-    visit, cuts, run_cut: each run's blocks of rows (visit_blocks). A block goes through all the days before
+    visit, cuts, run_cut: each run's blocks of rows (blocks.visit_blocks). A block goes through all the days before
     the next begins, so its rows stay in the cache; ties never cross blocks, and no one else's row is read."""
     R0, C0, S0_, F0, habit_rate, natural_ = st.R0, st.C0, st.S0, st.F0, st.habit_rate, st.natural
     resp_ex, resp_drug, resp_ns, age_gain = st.resp_ex, st.resp_drug, st.resp_ns, st.age_gain

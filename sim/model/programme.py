@@ -238,7 +238,7 @@ def form_groups(rows: np.ndarray, plan: ArmPlan, partner: np.ndarray, group: np.
     """Pair partners and fill classes among `rows`, in row order; returns the next group id.
 
     Rows are drawn independently, so neighbours are as random a pairing as any; and a class's members
-    sit side by side, which lets the compiled update take a large run in blocks of rows (kernel.visit_blocks)."""
+    sit side by side, which lets the compiled update take a large run in blocks of rows (blocks.visit_blocks)."""
     old = partner[rows & (partner >= 0)]
     if len(old):  # re-pairing leaves no one-sided ties
         partner[old[np.isin(partner[old], np.flatnonzero(rows))]] = -1

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from sim import scales
-from sim.model import kernel
+from sim.model import blocks, kernel
 from sim.model.dynamics import State
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ class Stack:
                     (first._keeps_panel, first.habit_history.dtype, first.habit_history.size > 0):
                 raise ValueError("runs stacked together keep the same records (panel, habit history)")
         self.models, self.day = models, first.day
-        self.block_rows = kernel.BLOCK_ROWS if block_rows is None else block_rows
+        self.block_rows = blocks.BLOCK_ROWS if block_rows is None else block_rows
         sizes = np.array([m.n for m in models])
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self.rows = [slice(int(a), int(b)) for a, b in zip(self.offsets[:-1], self.offsets[1:])]
@@ -108,7 +108,7 @@ class Stack:
             shift += max(int(m.group.max(initial=-1)) + 1, 0)
         self.partner, self.group = _joined(partner).astype(np.int64), _joined(group).astype(np.int64)
         self.n_groups = shift
-        self.visit, self.cuts, self.run_cut = kernel.visit_blocks(self.offsets, self.partner, self.group,
+        self.visit, self.cuts, self.run_cut = blocks.visit_blocks(self.offsets, self.partner, self.group,
                                                                   self.n_groups, self.block_rows)
 
     def advance(self, until: int) -> None:

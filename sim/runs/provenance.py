@@ -32,7 +32,7 @@ def git_state() -> tuple[str, bool]:
 
 MODEL_MODULES = ("parameters.py", "scenario.py", "schema.py", "components.py", "population_spec.py", "scales.py",
                  "vocabulary.py", "model/population.py", "model/programme.py", "model/dynamics.py", "model/kernel.py", "model/model.py",
-                 "runs/records.py", "runs/runner.py")
+                 "model/draws.py", "model/blocks.py", "model/stack.py", "runs/records.py", "runs/runner.py")
 
 
 @functools.cache
