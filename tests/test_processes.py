@@ -89,6 +89,21 @@ def _claim_as(c: claims.Claims, item, holder: str, seconds: float) -> None:
                                                status="running", claimed_by=holder, lease_until=until))
 
 
+def test_a_run_stored_and_let_go_meanwhile_is_not_claimed_again(held):
+    """Another process stored a run and released its claim after this batch looked for stored runs: it is
+    left alone, unless this batch needs the weekly panel that run was stored without."""
+    c, items = held
+    _claim_as(c, items[0], None, 0)
+    with c.db.engine.begin() as con:
+        con.execute(store.runs.update().where(store.runs.c.key == c.keys[items[0]]).values(status="done",
+                                                                                           lease_until=None))
+    mine, others = c.take(items)
+    assert others == [items[0]] and mine == items[1:]
+    c.panel = True
+    mine, others = c.take(items)
+    assert others == [] and mine == items
+
+
 def _dead_pid() -> int:
     p = subprocess.Popen(["true"])
     p.wait()

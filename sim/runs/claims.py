@@ -56,9 +56,11 @@ def _alive(holder: str) -> bool:
 class Claims:
     """The runs one batch holds, with the thread that renews their lease: `start()`, then `release()`."""
 
-    def __init__(self, db: st.Store, keys: dict, scenario_ids: list[int], batch_ids: list[int], seeds: list[int]):
-        """`keys` maps (scenario index, Task) to run keys; ids and seeds are per scenario index."""
-        self.db, self.keys, self.me = db, keys, owner()
+    def __init__(self, db: st.Store, keys: dict, scenario_ids: list[int], batch_ids: list[int], seeds: list[int],
+                 panel: bool = False):
+        """`keys` maps (scenario index, Task) to run keys; ids and seeds are per scenario index; with `panel`,
+        a run stored without the weekly panel is still to do."""
+        self.db, self.keys, self.me, self.panel = db, keys, owner(), panel
         self.scenario_ids, self.batch_ids, self.seeds = scenario_ids, batch_ids, seeds
         self.done_elsewhere = [0] * len(scenario_ids)
         self._stop = threading.Event()
@@ -93,7 +95,7 @@ class Claims:
 
     def take(self, items: list) -> tuple[list, list]:
         """Claim the (scenario index, Task) items: (those this process now holds, those another live process
-        holds)."""
+        holds or has stored meanwhile)."""
         for attempt in range(3):
             try:
                 return self._take(items)
@@ -112,16 +114,21 @@ class Claims:
         with self.db.engine.begin() as c:
             found = {}
             wanted = [self.keys[x] for x in items]
+            stored = (sa.exists().where(st.participant_weeks.c.run_id == st.runs.c.id) if self.panel
+                      else sa.true())
             for start in range(0, len(wanted), 500):
-                q = (sa.select(st.runs.c.key, st.runs.c.claimed_by, st.runs.c.lease_until)
-                     .where(st.runs.c.key.in_(wanted[start:start + 500])).with_for_update())
+                q = (sa.select(st.runs.c.key, st.runs.c.claimed_by, st.runs.c.lease_until,
+                               sa.and_(st.runs.c.status == "done", stored).label("done"))
+                     .where(st.runs.c.key.in_(wanted[start:start + 500])).with_for_update(of=st.runs))
                 found.update({r.key: r for r in c.execute(q)})
             new, renew = [], []
             for item in items:
                 key = self.keys[item]
                 row = found.get(key)
-                held = (row is not None and row.claimed_by not in (None, self.me) and row.lease_until is not None
-                        and row.lease_until > now and _alive(row.claimed_by))
+                # a run stored since the batch looked (by a process that has let go of it) is not computed again
+                held = row is not None and (bool(row.done) or (
+                    row.claimed_by not in (None, self.me) and row.lease_until is not None
+                    and row.lease_until > now and _alive(row.claimed_by)))
                 if held:
                     others.append(item)
                     continue
