@@ -292,13 +292,46 @@ def test_a_store_at_revision_0004_is_upgraded_keeping_its_rows(tiny, tmp_path):
     eng.dispose()
     db = store.Store(url, create=True)
     with db.engine.connect() as c:
-        assert c.exec_driver_sql("select version_num from alembic_version").scalar_one() == "0007"
+        assert c.exec_driver_sql("select version_num from alembic_version").scalar_one() == "0008"
         row = c.execute(sa.select(store.participants)).one()
         assert row.baseline_severity == 20.0 and row.age is None and row.measured_fitness is None
         assert c.execute(sa.select(store.participant_weeks.c.sessions)).scalar_one() is None
-        assert c.execute(sa.select(sa.func.count()).select_from(store.assessments)).scalar_one() == 0
+        assert c.execute(sa.select(sa.func.count()).select_from(store.assessment_scores)).scalar_one() == 0
     # and the upgraded store takes new runs
     sid2 = db.add_scenario(tiny)
     rec = runner.run_task(tiny, runner.Task("usual_care", 0))
     assert db.save_run(store.run_key(tiny.sha256, "usual_care", 0, rec.seed), sid2, db.start_batch(sid2, 1), rec)
     assert len(results.table(db, "assessments", scenario="tiny")) == len(rec.assessments)
+
+
+def test_packed_assessments_unpack_to_the_assessments_made():
+    from sim.runs.records import pack_assessments, unpack_assessments
+    rng = np.random.default_rng(3)
+    weeks = (0, 2, 4, 8, 12)
+    scores = np.rint(rng.uniform(0, 52, (40, len(weeks))))
+    scores[rng.random(scores.shape) < 0.3] = np.nan  # dropouts and missed visits
+    for grid in (scores, scores + 0.25):  # whole points, and scores that are not
+        packed = pack_assessments(weeks, grid)
+        cols = unpack_assessments(packed["weeks"], packed["scores"])
+        pid, k = np.nonzero(~np.isnan(grid))
+        np.testing.assert_array_equal(cols["pid"], pid)
+        np.testing.assert_array_equal(cols["week"], np.asarray(weeks)[k])
+        np.testing.assert_array_equal(cols["score"], grid[pid, k])
+    assert "null" in packed["scores"] and ".25" in packed["scores"]
+    assert ".0" not in pack_assessments(weeks, scores)["scores"]  # whole points are written as integers
+    empty = pack_assessments(weeks, np.empty((0, len(weeks))))
+    assert all(len(v) == 0 for v in unpack_assessments(empty["weeks"], empty["scores"]).values())
+
+
+def test_the_sql_in_the_docs_reads_the_stored_assessments(tiny, tmp_path):
+    import sqlite3
+    from pathlib import Path
+    db = store.Store(f"sqlite:///{tmp_path / 'q.db'}", create=True)
+    sid = db.add_scenario(tiny)
+    rec = runner.run_task(tiny, runner.Task("exercise", 0))
+    db.save_run("key", sid, db.start_batch(sid, 1), rec)
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "metrics.md").read_text()
+    sql = doc.split("```sql\n")[1].split("```")[0]
+    with sqlite3.connect(tmp_path / "q.db") as c:
+        rows = sorted((pid, week, float(score)) for _, pid, week, score in c.execute(sql))
+    assert rows == sorted(zip(rec.assessments.pid, rec.assessments.week, rec.assessments.score)) and rows

@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 
 import numpy as np
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 
@@ -86,6 +87,28 @@ def test_saving_a_run_twice_stores_it_once(db_url, tiny):
     assert db.save_run(key, sid, bid, rec) is False
     assert _count(db, store.runs) == 1 and _count(db, store.participants) == 25
     assert db.add_scenario(tiny) == sid  # same text, same row
+
+
+def test_a_stack_of_runs_stored_together_is_stored_as_each_run_alone(db_url, tiny, tmp_path):
+    todo = [runner.Task(arm, r) for r in range(2) for arm in ("usual_care", "exercise")]
+    recs = runner.run_tasks(tiny, todo, panel=True)
+    stores = [store.Store(db_url, create=True), store.Store(f"sqlite:///{tmp_path / 'alone.db'}", create=True)]
+    for db in stores:
+        sid = db.add_scenario(tiny)
+        bid = db.start_batch(sid, 2)
+        items = [(store.run_key(tiny.sha256, t.arm, t.replicate, rec.seed), sid, bid, rec) for t, rec in zip(todo, recs)]
+        if db is stores[0]:
+            db.save_run(*items[1])  # stored before, with no panel: the stack adds only its panel
+            assert db.save_runs(items, panel=True) == [True] * 4
+            assert db.save_runs(items, panel=True) == [False] * 4
+        else:
+            assert [db.save_run(*it, panel=True) for it in items] == [True] * 4
+    for name in results.TABLES:
+        together, alone = (results.table(db, name).drop(columns="run_id").sort_values(
+            ["arm", "replicate", *({"arm_days": ["day"], "participants": ["pid"]}.get(name, ["pid", "week"]))])
+            .reset_index(drop=True) for db in stores)
+        pd.testing.assert_frame_equal(together, alone, check_dtype=False)
+    assert _count(stores[0], store.runs) == 4 and _count(stores[0], store.assessment_scores) == 4
 
 
 def test_failed_run_is_retried_and_replaced(db_url, tiny):
@@ -179,3 +202,32 @@ def test_an_older_database_is_upgraded_keeping_its_rows(db_url, tiny):
         assert c.exec_driver_sql("select version_num from alembic_version").scalar_one() == head != "0001"
         assert c.execute(sa.select(store.scenarios.c.name)).scalars().all() == ["old"]
     assert "days_to_habit_95" in {col["name"] for col in sa.inspect(db.engine).get_columns("participants")}
+
+
+def test_assessments_move_to_one_row_per_run_and_back_exactly(db_url):
+    """Migration 0008 packs each run's assessment rows into one row, and reading it back gives the same
+    rows; its downgrade restores the old table row for row."""
+    import alembic.command
+    old = [(0, 0, 21.0), (0, 4, 17.0), (0, 8, 12.0), (1, 0, 30.0), (1, 4, 28.5),  # pid 1 leaves after week 4
+           (3, 0, 9.0), (3, 8, 8.0)]  # pid 2 never assessed, pid 3 missed week 4
+    eng = sa.create_engine(db_url)
+    with eng.begin() as c:
+        alembic.command.upgrade(store._alembic_config(c), "0007")
+        sid = c.execute(store.scenarios.insert().values(name="old", sha256="0" * 64, path="old.yaml", text="x",
+                                                        created_at=sa.func.now())).inserted_primary_key[0]
+        for run in (1, 2):
+            c.execute(store.runs.insert().values(id=run, key=f"k{run}", scenario_id=sid, arm="a", replicate=run,
+                                                 seed=f"1/{run}", status="done"))
+            c.execute(sa.text("INSERT INTO assessments (run_id, pid, week, score) VALUES (:r, :p, :w, :s)"),
+                      [{"r": run, "p": p, "w": w, "s": s + run} for p, w, s in old])
+    eng.dispose()
+    db = store.Store(db_url, create=True)
+    back = results.table(db, "assessments").sort_values(["replicate", "pid", "week"])
+    expected = sorted((run, p, w, s + run) for run in (1, 2) for p, w, s in old)
+    assert list(back[["replicate", "pid", "week", "score"]].itertuples(index=False, name=None)) == expected
+    assert _count(db, store.assessment_scores) == 2
+    with db.engine.begin() as c:
+        alembic.command.downgrade(store._alembic_config(c), "0007")
+        rows = c.execute(sa.text("SELECT run_id, pid, week, score FROM assessments ORDER BY run_id, pid, week")).all()
+    db.engine.dispose()
+    assert [tuple(r) for r in rows] == expected

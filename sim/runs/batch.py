@@ -124,25 +124,27 @@ def run_batches(loaded: list[LoadedScenario], db: store.Store, executor: Executo
                 for stack in _writer_first([s for group in groups.values()
                                             for s in runner.stacks(group, workers, stack_runs)], workers)]
 
-    held = claims.Claims(db, keys, scenario_ids, batch_ids, [ls.scenario.seed for ls in loaded]).start()
+    held = claims.Claims(db, keys, scenario_ids, batch_ids, [ls.scenario.seed for ls in loaded], panel).start()
     try:
         for (_, stack), fut in held.as_finished(executor, partial(_run_item, panel=panel), pending, stacked, panel):
             try:
-                recs = fut.result()
+                recs, error = fut.result(), None
             except Exception as e:  # noqa: BLE001 - a failed stack's runs are stored as failed and reported
                 recs, error = None, "".join(traceback.format_exception_only(e)).strip()
-            for k, (i, t) in enumerate(stack):
-                sc = loaded[i].scenario
-                t0 = time.perf_counter()
-                if recs is None:
+            t0 = time.perf_counter()
+            if recs is None:
+                for i, t in stack:
                     failed[i] += 1
                     db.save_failure(keys[(i, t)], scenario_ids[i], batch_ids[i], t.arm, t.replicate,
-                                    t.seed_label(sc.seed), error)
-                else:
-                    db.save_run(keys[(i, t)], scenario_ids[i], batch_ids[i], recs[k], panel=panel)
-                    recs[k] = None  # freed once stored
-                store_seconds[i] += time.perf_counter() - t0
-                progress.update(failed=recs is None)
+                                    t.seed_label(loaded[i].scenario.seed), error)
+            else:  # a stack's runs in one transaction
+                db.save_runs([(keys[(i, t)], scenario_ids[i], batch_ids[i], rec) for (i, t), rec in zip(stack, recs)],
+                             panel=panel)
+                del recs  # freed once stored
+            each = (time.perf_counter() - t0) / len(stack)
+            for i, _ in stack:
+                store_seconds[i] += each
+                progress.update(failed=error is not None)
     finally:
         progress.close()
         held.release()

@@ -18,15 +18,19 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
 from sim import outputs
 from sim.runs import provenance
 from sim.runs import store as st
+from sim.runs.records import unpack_assessments
 
+# each record table by the name it is read and exported as; the assessments are stored one row per run
+# (assessment_scores) and read back one row per assessment made
 TABLES = {"arm_days": st.arm_days, "participants": st.participants, "participant_weeks": st.participant_weeks,
-          "assessments": st.assessments}
+          "assessments": st.assessment_scores}
 
 
 def _run_query(scenario: str | None, batch: int | None, arm: str | None, status: str | None,
@@ -66,7 +70,20 @@ def table(db: st.Store, name: str, scenario: str | None = None, batch: int | Non
     q = (sa.select(sel.c.scenario, sel.c.arm, sel.c.replicate, sel.c.seed, *[c for c in t.columns])
          .join(sel, sel.c.id == t.c.run_id).order_by(t.c.run_id))
     with db.engine.connect() as c:
-        return pd.read_sql(q, c)
+        df = pd.read_sql(q, c)
+    return _assessment_rows(df) if t is st.assessment_scores else df
+
+
+def _assessment_rows(packed: pd.DataFrame) -> pd.DataFrame:
+    """Stored assessment rows (one per run: the run's columns, then weeks and scores) as one row per
+    assessment made: the run's columns, then pid, week and score."""
+    front = [c for c in packed.columns if c not in ("weeks", "scores")]
+    parts = [unpack_assessments(w, s) for w, s in zip(packed.weeks, packed.scores)]
+    counts = [len(p["pid"]) for p in parts]
+    rows = {c: np.repeat(packed[c].to_numpy(), counts) for c in front}
+    for col, dtype in (("pid", np.int64), ("week", np.int64), ("score", float)):
+        rows[col] = np.concatenate([p[col] for p in parts]) if parts else np.array([], dtype=dtype)
+    return pd.DataFrame(rows)
 
 
 @dataclass
@@ -206,9 +223,10 @@ def sweep_results(db: st.Store, sweep_id: int, replicates: int | None = None,
         cols = [col for col in t.columns if col.name != "run_id"]
         q = sa.select(sel.c.point, sel.c.arm, sel.c.replicate, *cols).join(sel, sel.c.id == t.c.run_id)
         with db.engine.connect() as c:
-            return pd.read_sql(q.order_by(sel.c.point, t.c.run_id), c)
+            df = pd.read_sql(q.order_by(sel.c.point, t.c.run_id), c)
+        return _assessment_rows(df) if t is st.assessment_scores else df
 
     with db.engine.connect() as c:
         run_rows = pd.read_sql(sa.select(sel), c)
     return SweepResults(sweep_id, sw.name, sw.design, sw.text, points, run_rows, read(st.arm_days),
-                        read(st.participants), read(st.participant_weeks), read(st.assessments))
+                        read(st.participants), read(st.participant_weeks), read(st.assessment_scores))

@@ -44,7 +44,7 @@ from sim.runs.tables import (  # noqa: F401 - the schema, re-exported
     CHILD_TABLES,
     PARTICIPANT_COLUMNS,
     arm_days,
-    assessments,
+    assessment_scores,
     batches,
     metadata,
     participant_weeks,
@@ -269,40 +269,60 @@ class Store:
     def save_run(self, key: str, scenario_id: int, batch_id: int, rec: RunRecords, panel: bool = False) -> bool:
         """Store one finished run and its records in a single transaction (or only its weekly panel, if the run
         was stored without one); False if there was nothing to add."""
+        return self.save_runs([(key, scenario_id, batch_id, rec)], panel)[0]
+
+    def save_runs(self, items: list[tuple[str, int, int, RunRecords]], panel: bool = False) -> list[bool]:
+        """Store finished runs (key, scenario id, batch id, records), all in a single transaction, each as
+        save_run stores one; for each, False if there was nothing to add."""
+        # one transaction and one statement per table for a whole stack of runs: the single writer of a batch
+        # pays SQLAlchemy's cost per statement and SQLite's per commit once per stack instead of once per run
         sha, dirty = provenance.git_state()
         finished = _now()
         try:
             with self._run_writer.begin() as c:
-                run_id, status = self._run_row(c, key, scenario_id, batch_id, rec.arm, rec.replicate, rec.seed)
-                if status == "done":  # stored before: at most its weekly panel is missing
-                    has_panel = c.execute(sa.select(sa.exists().where(participant_weeks.c.run_id == run_id))).scalar()
-                    if panel and not has_panel:  # the same seed reproduces the run, so its panel fits
-                        store_write.insert(c, participant_weeks, rec.tables["weekly"], run_id)
-                        return True
-                    return False
-                for stmt in store_write.CLEAR_RUN:  # a failed earlier attempt leaves no rows, but be sure
-                    c.execute(stmt, {"run_id": run_id})
-                store_write.insert(c, arm_days, rec.tables["daily"], run_id)
-                store_write.insert(c, participants, rec.tables["participants"], run_id)
-                store_write.insert(c, assessments, rec.tables["assessments"], run_id)
-                if panel:
-                    store_write.insert(c, participant_weeks, rec.tables["weekly"], run_id)
-                c.execute(store_write.RUN_DONE, {
-                    "run_id": run_id, "batch_id": batch_id, "code_version": provenance.code_version(),
-                    "model_hash": provenance.model_hash(), "git_sha": sha, "git_dirty": dirty,
-                    "packages": provenance.package_versions(), "host": provenance.host(),
-                    "started_at": finished - dt.timedelta(seconds=rec.wall_seconds), "finished_at": finished,
-                    "wall_seconds": rec.wall_seconds})
-            return True
-        except IntegrityError:  # another process inserted the same run key at the same moment
-            return False
+                found = {r.key: r for r in c.execute(store_write.RUNS_BY_KEYS, {"keys": [it[0] for it in items]})}
+                if new := [it for it in items if it[0] not in found]:
+                    c.execute(runs.insert(), [{"key": k, "scenario_id": s, "batch_id": b, "arm": r.arm,
+                                               "replicate": r.replicate, "seed": r.seed, "status": "running"}
+                                              for k, s, b, r in new])
+                    found |= {r.key: r for r in c.execute(store_write.RUNS_BY_KEYS, {"keys": [it[0] for it in new]})}
+                saved, todo = [], []
+                for key, _, batch_id, rec in items:
+                    row = found[key]
+                    if row.status == "done":  # stored before: at most its weekly panel is missing
+                        saved.append(panel and self._add_panel(c, row.id, rec))
+                    else:
+                        saved.append(True)
+                        todo.append((row.id, batch_id, rec))
+                if todo:
+                    store_write.write_records(c, [run_id for run_id, _, _ in todo], [rec for *_, rec in todo], panel)
+                    version, model, packages, host = (provenance.code_version(), provenance.model_hash(),
+                                                      provenance.package_versions(), provenance.host())
+                    c.execute(store_write.RUN_DONE, [{
+                        "run_id": run_id, "batch_id": batch_id, "code_version": version, "model_hash": model,
+                        "git_sha": sha, "git_dirty": dirty, "packages": packages, "host": host,
+                        "started_at": finished - dt.timedelta(seconds=rec.wall_seconds), "finished_at": finished,
+                        "wall_seconds": rec.wall_seconds} for run_id, batch_id, rec in todo])
+            return saved
+        except IntegrityError:  # another process inserted one of these run keys at the same moment
+            return [self.save_run(*it, panel=panel) for it in items] if len(items) > 1 else [False]
         except (OperationalError, OSError) as e:
             cause = reason(e, "")
             why = (" (another process may hold the database for too long)" if locked(cause)
                    else " (the disk is full)" if "full" in cause.lower()
                    else " (the disk may be full or failing)" if "i/o" in cause.lower() else "")
-            raise StoreError(f"could not write run {rec.arm}/{rec.replicate} to {self.url!r}: {cause}{why}; nothing "
-                             "of this run was stored; run the same command again to resume") from None
+            which = ", ".join(f"{rec.arm}/{rec.replicate}" for *_, rec in items)
+            raise StoreError(f"could not write run{'s' * (len(items) > 1)} {which} to {self.url!r}: {cause}{why}; "
+                             f"nothing of {'these runs' if len(items) > 1 else 'this run'} was stored; run the same "
+                             "command again to resume") from None
+
+    @staticmethod
+    def _add_panel(c: sa.Connection, run_id: int, rec: RunRecords) -> bool:
+        """Add the weekly panel to a run stored without one (the same seed reproduces the run, so it fits)."""
+        if c.execute(sa.select(sa.exists().where(participant_weeks.c.run_id == run_id))).scalar():
+            return False
+        store_write.insert(c, participant_weeks, rec.tables["weekly"], run_id)
+        return True
 
     def save_failure(self, key: str, scenario_id: int, batch_id: int, arm: str, replicate: int, seed: str,
                      error: str) -> None:

@@ -90,19 +90,17 @@ participant_weeks = sa.Table(
     sa.Column("sessions", sa.Integer),
     sqlite_with_rowid=False,
 )
-assessments = sa.Table(  # the trial's assessments: a row where one was made (none after leaving the trial)
-    "assessments", metadata,
+assessment_scores = sa.Table(  # the trial's assessments, one row per run (records.pack_assessments)
+    "assessment_scores", metadata,
     sa.Column("run_id", sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("pid", sa.Integer, primary_key=True),
-    sa.Column("week", sa.Integer, primary_key=True),
-    sa.Column("score", sa.Float),
-    sqlite_with_rowid=False,
+    sa.Column("weeks", sa.Text, nullable=False),  # JSON: the run's scheduled assessment weeks
+    sa.Column("scores", sa.Text, nullable=False),  # JSON: per participant (pid order), a score or null per week
 )
 # On SQLite the narrow record tables are kept WITHOUT ROWID: a row then lives in one B-tree, ordered by its
 # primary key, rather than in the table and again in the key's index. A batch's single writer inserts a third
 # fewer B-tree entries per run (12% of its time) and a store takes 45% less room (migration 0007). The wide
 # participants rows are better off in a rowid table (SQLite's advice for rows over a twentieth of a page).
-CHILD_TABLES = (arm_days, participants, participant_weeks, assessments)
+CHILD_TABLES = (arm_days, participants, participant_weeks, assessment_scores)
 sweeps = sa.Table(
     "sweeps", metadata,
     sa.Column("id", sa.Integer, primary_key=True),
