@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import time
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -126,6 +127,31 @@ class _Serial(Executor):
         return f
 
 
+class _Pool(ProcessPoolExecutor):
+    """A local process pool whose workers start, and warm up (sim.runs.workers.start), as it is made."""
+
+    def __init__(self, jobs: int):
+        context = multiprocessing.get_context()
+        self.ready_count = context.Value("i", 0)  # workers past their warm-up
+        super().__init__(max_workers=jobs, mp_context=context, initializer=workers.start,
+                         initargs=(self.ready_count,))
+        # A pool forks its workers at the first submit (or spawns one per submit): one no-op per worker now,
+        # not waited for, starts them all while the caller goes on (opens its store), not inside its batch.
+        for _ in range(jobs):
+            self.submit(int)
+
+
+def ready(pool: Executor, timeout: float = 120.0) -> bool:
+    """Wait until a local pool's workers have all started and warmed up (True at once for other executors);
+    False if that took longer than `timeout` seconds."""
+    count = getattr(pool, "ready_count", None)
+    deadline = time.monotonic() + timeout
+    while count is not None and count.value < workers_of(pool):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.002)
+    return True
+
 
 def as_finished(pool: Executor, fn: Callable[[T], object], items: Iterable[T]) -> Iterator[tuple[T, Future]]:
     """Yield (item, future of fn(item)) as each run finishes.
@@ -157,7 +183,7 @@ def executor(kind: str = "processes", jobs: int = 1, scheduler: str | None = Non
     if kind == "serial" or (kind == "processes" and jobs <= 1):
         yield _Serial()
     elif kind == "processes":
-        with ProcessPoolExecutor(max_workers=jobs, initializer=workers.die_with_parent) as pool:
+        with _Pool(jobs) as pool:
             yield pool
     elif kind == "dask":
         from distributed import Client, LocalCluster
