@@ -1,5 +1,6 @@
 """Local process pools (issue 13): workers start and warm up as the pool is made, before any batch work, and
-a failed warm-up costs time, never runs."""
+a failed warm-up costs time, never runs; batches send guided stacks, short heads first, the last ones single
+runs."""
 
 from __future__ import annotations
 
@@ -73,3 +74,28 @@ def test_sim_run_starts_the_pool_before_it_opens_the_store(tiny, tmp_path, monke
     code = cli.main(["run", tiny.path, "--db", f"sqlite:///{tmp_path / 'o.db'}", "--figures", str(tmp_path / "f")])
     assert code == 0, capsys.readouterr().err
     assert order[:2] == ["executor", "store"]
+
+
+@pytest.mark.parametrize("n, jobs, runs", [(1, 1, 64), (7, 4, 64), (12, 1, 4), (40, 2, 64), (40, 2, 4),
+                                           (300, 1, 64), (1000, 2, 64), (1000, 8, 16)])
+def test_guided_stacks_cover_every_task_once_in_order_and_shrink_to_single_runs(n, jobs, runs):
+    todo = list(range(n))
+    heads = jobs if jobs > 1 else 0  # as a batch asks: one short stack per worker of a pool
+    got = runner.stacks(todo, jobs, runs, heads=heads)
+    assert sum(got, []) == todo  # every task once, in order
+    sizes = [len(s) for s in got]
+    assert 1 <= min(sizes) and max(sizes) <= runs
+    rest = sizes[heads:]
+    assert all(a >= b for a, b in zip(rest, rest[1:]))  # non-increasing after the heads
+    assert all(h <= rest[0] for h in sizes[:heads]) if rest else True
+    assert sizes[-1] == 1  # the writer's tail after the last compute is one run
+
+
+def test_guided_stack_sizes_of_the_bench_batch_and_groups_kept_apart():
+    # 40 runs on two workers: two heads, then about what is left / 4 each (the equal split was 2, 2, 8, 8, 10, 10)
+    assert [len(s) for s in runner.stacks(list(range(40)), 2, heads=2)] == [2, 2, 9, 7, 5, 4, 3, 2, 2, 1, 1, 1, 1]
+    assert [len(s) for s in runner.stacks(list(range(12)), 1)] == [6, 3, 2, 1]  # in-process: halves
+    todo = [(g, k) for g in range(3) for k in range(15)]  # three structures of 15 runs each, grouped
+    got = runner.stacks(todo, 2, 64, heads=2, key=lambda t: t[0])
+    assert sum(got, []) == todo
+    assert all(len({g for g, _ in s}) == 1 for s in got)  # a stack never mixes structures

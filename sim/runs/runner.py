@@ -92,11 +92,28 @@ def run_task(loaded: LoadedScenario, task: Task, panel: bool = True) -> records.
     return run_tasks(loaded, [task], panel)[0]
 
 
-def stacks(todo: list[T], workers: int = 1, runs: int = STACK_RUNS) -> list[list[T]]:
-    """Split tasks, in order, into stacks of at most `runs`, and small enough that every worker gets
-    at least two (so a pool is not left waiting on one long stack)."""
-    size = max(1, min(runs, -(-len(todo) // max(2 * workers, 1))))
-    return [todo[k:k + size] for k in range(0, len(todo), size)]
+def stacks(todo: list[T], workers: int = 1, runs: int = STACK_RUNS, heads: int = 0,
+           key: Callable[[T], object] | None = None) -> list[list[T]]:
+    """Split tasks, in order, into stacks of decreasing size: `heads` short ones first, then each stack about
+    what is left / (2 x workers), at most `runs`, at least 1; a stack never holds tasks of two `key`s."""
+    # Guided self-scheduling (Polychronopoulos & Kuck 1987): big stacks while much is left cost little per run,
+    # and the last ones are single runs, so no worker is left computing (nor the writer storing) a long stack
+    # after the others are done. The heads (a quarter of the first stack each, one per worker) let a writer
+    # waiting on a pool start storing after a few runs rather than a whole stack.
+    share = 2 * max(workers, 1)
+
+    def guided(left: int) -> int:
+        return max(1, min(runs, -(-left // share)))
+
+    head, out, k = max(1, guided(len(todo)) // 4), [], 0
+    while k < len(todo):
+        stack = todo[k:k + (head if len(out) < heads else guided(len(todo) - k))]
+        if key is not None:
+            first = key(stack[0])
+            stack = stack[:next((j for j, t in enumerate(stack) if key(t) != first), len(stack))]
+        out.append(stack)
+        k += len(stack)
+    return out
 
 
 def workers_of(pool: Executor) -> int:
