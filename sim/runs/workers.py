@@ -45,16 +45,12 @@ def warm_up() -> None:
     fails, the worker's first real stack pays for loading the model code instead."""
     global warm
     try:
-        import numpy as np
-
-        from sim.model import draws
         from sim.runs import runner
         from sim.scenario import LoadedScenario, parse
 
         scenario, arms = parse(WARM_UP, "<warm-up>")
         tiny = LoadedScenario(scenario=scenario, path="<warm-up>", text="", sha256="", arms=arms)
         runner.run_pairs([(tiny, t) for t in runner.tasks(tiny, 1)], panel=False)
-        draws.normals(np.zeros(2, np.uint64), 2, 0)  # rater errors of stage-2 decisions (model.assess)
         warm = True
     except Exception:  # noqa: BLE001 - a cold worker is slower on its first stack, nothing else
         pass
