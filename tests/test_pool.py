@@ -76,11 +76,11 @@ def test_sim_run_starts_the_pool_before_it_opens_the_store(tiny, tmp_path, monke
     assert order[:2] == ["executor", "store"]
 
 
-@pytest.mark.parametrize("n, jobs, runs", [(1, 1, 64), (7, 4, 64), (12, 1, 4), (40, 2, 64), (40, 2, 4),
-                                           (300, 1, 64), (1000, 2, 64), (1000, 8, 16)])
+@pytest.mark.parametrize("n, jobs, runs", [(1, 2, 64), (7, 4, 64), (12, 2, 4), (40, 2, 64), (40, 2, 4),
+                                           (300, 3, 64), (1000, 2, 64), (1000, 8, 16)])
 def test_guided_stacks_cover_every_task_once_in_order_and_shrink_to_single_runs(n, jobs, runs):
     todo = list(range(n))
-    heads = jobs if jobs > 1 else 0  # as a batch asks: one short stack per worker of a pool
+    heads = jobs  # as a batch asks: one short stack per worker of a pool
     got = runner.stacks(todo, jobs, runs, heads=heads)
     assert sum(got, []) == todo  # every task once, in order
     sizes = [len(s) for s in got]
@@ -91,10 +91,10 @@ def test_guided_stacks_cover_every_task_once_in_order_and_shrink_to_single_runs(
     assert sizes[-1] == 1  # the writer's tail after the last compute is one run
 
 
-def test_guided_stack_sizes_of_the_bench_batch_and_groups_kept_apart():
+def test_stack_sizes_of_the_bench_batch_of_one_worker_and_of_groups():
     # 40 runs on two workers: two heads, then about what is left / 4 each (the equal split was 2, 2, 8, 8, 10, 10)
     assert [len(s) for s in runner.stacks(list(range(40)), 2, heads=2)] == [2, 2, 9, 7, 5, 4, 3, 2, 2, 1, 1, 1, 1]
-    assert [len(s) for s in runner.stacks(list(range(12)), 1)] == [6, 3, 2, 1]  # in-process: halves
+    assert [len(s) for s in runner.stacks(list(range(300)), 1)] == [64] * 4 + [44]  # one worker: as before
     todo = [(g, k) for g in range(3) for k in range(15)]  # three structures of 15 runs each, grouped
     got = runner.stacks(todo, 2, 64, heads=2, key=lambda t: t[0])
     assert sum(got, []) == todo

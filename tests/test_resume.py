@@ -165,7 +165,7 @@ def test_in_process_batch_stores_each_stack_before_the_next_starts(scen, tmp_pat
     monkeypatch.setattr(runner, "run_pairs", run_pairs)
     with pytest.raises(KeyboardInterrupt), runner.executor("serial") as ex:
         batch.run_batch(loaded, db, ex, replicates=6, executor_name="serial", stack_runs=4)
-    assert sizes == [4, 4, 2] and _done(url) == 8  # guided stacks: 12 runs as 4, 4, 2, 1, 1
+    assert sizes == [4, 4, 4] and _done(url) == 8
     monkeypatch.setattr(runner, "run_pairs", real)
     with runner.executor("serial") as ex:
         out = batch.run_batch(loaded, db, ex, replicates=6, executor_name="serial")
