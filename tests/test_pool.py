@@ -4,6 +4,7 @@ runs."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import time
 
@@ -25,7 +26,7 @@ def _probe(_):
 def test_workers_start_and_warm_up_when_the_pool_is_made():
     assert not workers.warm  # this process never warms up: a True below comes from the workers' own start
     with runner.executor("processes", 2) as pool:
-        pids = {p.pid for p in pool._processes.values()}  # forked now, before anything of ours is submitted
+        pids = {p.pid for p in pool._processes.values()}  # started now, before anything of ours is submitted
         assert len(pids) == 2
         assert runner.ready(pool, timeout=120)
         assert pool.ready_count.value == 2
@@ -45,8 +46,18 @@ def tiny(tmp_path):
     return scenario.load(tmp_path / "tiny.yaml")
 
 
-def test_a_failing_warm_up_leaves_the_batch_whole(tiny, tmp_path, monkeypatch):
-    monkeypatch.setattr(workers, "WARM_UP", {"name": "no seed, weeks or arms"})  # the workers inherit it (fork)
+@pytest.fixture
+def forked():
+    """Pools of this test fork their workers, as on Linux by default: mesa.batch_run (other tests) sets
+    "spawn" for the whole process, and spawned workers would not inherit what the test patched."""
+    before = multiprocessing.get_start_method(allow_none=True)
+    multiprocessing.set_start_method("fork", force=True)
+    yield
+    multiprocessing.set_start_method(before, force=True)
+
+
+def test_a_failing_warm_up_leaves_the_batch_whole(tiny, tmp_path, monkeypatch, forked):
+    monkeypatch.setattr(workers, "WARM_UP", {"name": "no seed, weeks or arms"})  # the workers inherit it
     db = store.Store(f"sqlite:///{tmp_path / 'w.db'}", create=True)
     with runner.executor("processes", 2) as pool:
         assert runner.ready(pool, timeout=120)  # a failed warm-up still counts as started
