@@ -91,8 +91,8 @@ def _execute(sw: sweep_spec.Sweep, args, bad_input, command: str, panel: bool = 
     print(f"\n== sweep {sw.name} ({sw.path}): {sw.spec.design} design, {n} points{' + the base scenario' * with_base}"
           f" x {reps} replicates x {arms} arms = {n_all * reps * arms} runs {size}", flush=True)
     cli_guard.check_cost(_cost(sw, n_all * reps * arms), args.jobs if kind != "serial" else 1, args.yes, bad_input)
-    db = store.Store(args.db, create=True)  # after the cost check: a refused sweep leaves no trace
-    with cli_guard.executor(kind, args.jobs, args.scheduler, bad_input) as ex:
+    with cli_guard.executor(kind, args.jobs, args.scheduler, bad_input) as ex:  # a pool warms up as the store opens
+        db = store.Store(args.db, create=True)  # after the cost check: a refused sweep leaves no trace
         out = sweep.run_sweep(sw, db, ex, reps, command=command, executor_name=kind, panel=panel, with_base=with_base)
     print(f"sweep {out.sweep_id}: {out.runs - out.skipped} runs now, {out.skipped} already stored, {out.failed} "
           f"failed; {out.wall_seconds:.1f} s", flush=True)

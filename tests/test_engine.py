@@ -329,10 +329,3 @@ def test_population_sized_runs_keep_small_records(monkeypatch):
     np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
     assert np.nanmax(np.abs(a - b)) <= 1 and (a == b)[~np.isnan(a)].mean() > 0.95
     assert len(lean.agents) == 300 and lean._agents_made
-
-
-def test_stacks_split_work_for_every_worker():
-    todo = list(range(300))
-    assert [len(s) for s in runner.stacks(todo, 1)] == [64] * 4 + [44]
-    assert [len(s) for s in runner.stacks(todo[:40], 2)] == [10] * 4  # at least two stacks per worker
-    assert sum(runner.stacks(todo[:7], 4), []) == todo[:7]

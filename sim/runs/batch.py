@@ -71,17 +71,6 @@ def _run_item(item: tuple[dict[int, LoadedScenario], list[tuple[int, runner.Task
     return runner.run_pairs([(scenarios[i], t) for i, t in pairs], panel=panel)
 
 
-def _writer_first(stacks: list[list], workers: int) -> list[list]:
-    """Stacks for a pool: a short one split off the front of each worker's first stack and sent first."""
-    # This process stores every run and is a pool's bottleneck (a run computes faster than it is stored): it
-    # starts storing once a few runs are done rather than a whole stack; the rest of the stacks follow.
-    if workers < 2 or len(stacks) < workers:
-        return stacks
-    heads = [s[:max(1, len(s) // 4)] for s in stacks[:workers]]
-    tails = [s[len(h):] for h, s in zip(heads, stacks)]
-    return heads + [s for s in tails if s] + stacks[workers:]
-
-
 def run_batch(loaded: LoadedScenario, db: store.Store, executor: Executor, replicates: int,
               panel: bool = False, command: str = "", executor_name: str = "",
               stack_runs: int = runner.STACK_RUNS) -> BatchOutcome:
@@ -115,14 +104,17 @@ def run_batches(loaded: list[LoadedScenario], db: store.Store, executor: Executo
     # advanced together by one worker; runs another process is computing are left to it (sim.runs.claims),
     # then waited for
     workers = runner.workers_of(executor)
+    shape = [runner.structure(ls) for ls in loaded]
 
     def stacked(pairs: list) -> list:
         groups: dict = {}
         for i, t in pairs:
-            groups.setdefault(runner.structure(loaded[i]), []).append((i, t))
+            groups.setdefault(shape[i], []).append((i, t))
+        # This process stores every run and is a pool's bottleneck (a run computes faster than it is stored):
+        # short stacks first, one per worker, so that it starts storing after a few runs
         return [({i: loaded[i] for i, _ in stack}, stack)
-                for stack in _writer_first([s for group in groups.values()
-                                            for s in runner.stacks(group, workers, stack_runs)], workers)]
+                for stack in runner.stacks([p for group in groups.values() for p in group], workers, stack_runs,
+                                           heads=workers if workers > 1 else 0, key=lambda p: shape[p[0]])]
 
     held = claims.Claims(db, keys, scenario_ids, batch_ids, [ls.scenario.seed for ls in loaded], panel).start()
     try:
