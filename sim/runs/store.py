@@ -1,8 +1,8 @@
 """The results store (SQLAlchemy): scenarios, batches, runs with provenance, and their records.
 
 SQLite (WAL) under results/ by default, any SQLAlchemy URL otherwise. One writer: workers return
-records and `Store.save_run` writes each finished run in a single transaction, keyed by an
-idempotent run key, so an interrupted batch resumes without losing or doubling anything.
+records and `Store.save_runs` writes a stack of finished runs in a single transaction, each keyed by
+an idempotent run key, so an interrupted batch resumes without losing or doubling anything.
 """
 
 from __future__ import annotations

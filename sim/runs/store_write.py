@@ -1,15 +1,14 @@
-"""Writing a run's record tables into the store: column arrays to driver values, then multi-row INSERTs on
-SQLite or COPY on PostgreSQL.
+"""Writing the record tables of finished runs into the store, several runs at once: column arrays to driver
+values, then multi-row INSERTs on SQLite or COPY on PostgreSQL.
 
 The store has one writer (the batch's own process), so a batch with several workers is as fast as this
-writer; it therefore does as little per value as it can. Workers hand it column arrays (no frames), and on
+writer; it therefore does as little per value and per run as it can. Workers hand it column arrays (no frames,
+and a run's assessments already packed into one row), a stack's runs go in together, and on
 SQLite the rows go in as one flat parameter list over statements of many rows each, about 2.5 times faster
 than `executemany` over row tuples, which steps SQLite's statement once per row.
 """
 
 from __future__ import annotations
-
-import itertools
 
 import numpy as np
 import pandas as pd
@@ -74,7 +73,7 @@ def insert(c: sa.Connection, table: sa.Table, columns: Columns, run_id: int | np
     names = [col.name for col in table.columns if col.name != "run_id"]
     values = [column_values(columns[name]) for name in names]
     n = len(values[0])
-    ids = itertools.repeat(run_id, n) if np.ndim(run_id) == 0 else np.asarray(run_id).tolist()
+    ids = [run_id] * n if np.ndim(run_id) == 0 else np.asarray(run_id).tolist()
     raw = c.connection.dbapi_connection
     sql = f"INSERT INTO {table.name} ({', '.join(['run_id', *names])}) VALUES "
     if c.dialect.name == "postgresql":
@@ -84,7 +83,7 @@ def insert(c: sa.Connection, table: sa.Table, columns: Columns, run_id: int | np
         return
     width = len(names) + 1
     flat = [None] * (n * width)  # row after row, run_id first, in the table's column order
-    flat[0::width] = ids if isinstance(ids, list) else [run_id] * n
+    flat[0::width] = ids
     for j, v in enumerate(values, 1):
         flat[j::width] = v
     per = max(1, MAX_VARIABLES // width)
