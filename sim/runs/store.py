@@ -257,14 +257,15 @@ class Store:
         with self.engine.connect() as c:
             return {k for k in c.execute(q).scalars() if k in wanted}
 
-    def _run_row(self, c, key: str, scenario_id: int, batch_id: int, arm: str, replicate: int,
-                 seed: str) -> tuple[int, str]:
-        row = c.execute(store_write.RUN_BY_KEY, {"key": key}).first()
-        if row is None:
-            return c.execute(runs.insert().values(key=key, scenario_id=scenario_id, batch_id=batch_id, arm=arm,
-                                                  replicate=replicate, seed=seed, status="running")
-                             ).inserted_primary_key[0], "new"
-        return row.id, row.status
+    @staticmethod
+    def _run_rows(c: sa.Connection, wanted: list[dict]) -> dict:
+        """The runs table's rows (key, id, status) of these runs by key, each given as the values of a new row
+        (key, scenario_id, batch_id, arm, replicate, seed); those not there yet are added as running."""
+        found = {r.key: r for r in c.execute(store_write.RUNS_BY_KEYS, {"keys": [w["key"] for w in wanted]})}
+        if new := [w for w in wanted if w["key"] not in found]:
+            c.execute(runs.insert(), [{**w, "status": "running"} for w in new])
+            found |= {r.key: r for r in c.execute(store_write.RUNS_BY_KEYS, {"keys": [w["key"] for w in new]})}
+        return found
 
     def save_run(self, key: str, scenario_id: int, batch_id: int, rec: RunRecords, panel: bool = False) -> bool:
         """Store one finished run and its records in a single transaction (or only its weekly panel, if the run
@@ -280,12 +281,8 @@ class Store:
         finished = _now()
         try:
             with self._run_writer.begin() as c:
-                found = {r.key: r for r in c.execute(store_write.RUNS_BY_KEYS, {"keys": [it[0] for it in items]})}
-                if new := [it for it in items if it[0] not in found]:
-                    c.execute(runs.insert(), [{"key": k, "scenario_id": s, "batch_id": b, "arm": r.arm,
-                                               "replicate": r.replicate, "seed": r.seed, "status": "running"}
-                                              for k, s, b, r in new])
-                    found |= {r.key: r for r in c.execute(store_write.RUNS_BY_KEYS, {"keys": [it[0] for it in new]})}
+                found = self._run_rows(c, [{"key": k, "scenario_id": s, "batch_id": b, "arm": r.arm,
+                                            "replicate": r.replicate, "seed": r.seed} for k, s, b, r in items])
                 saved, todo = [], []
                 for key, _, batch_id, rec in items:
                     row = found[key]
@@ -328,9 +325,10 @@ class Store:
                      error: str) -> None:
         """Mark a run as failed with its error text (it runs again next time)."""
         with self.engine.begin() as c:
-            run_id, status = self._run_row(c, key, scenario_id, batch_id, arm, replicate, seed)
-            if status != "done":
-                c.execute(runs.update().where(runs.c.id == run_id).values(status="failed", error=error,
+            row = self._run_rows(c, [{"key": key, "scenario_id": scenario_id, "batch_id": batch_id, "arm": arm,
+                                      "replicate": replicate, "seed": seed}])[key]
+            if row.status != "done":
+                c.execute(runs.update().where(runs.c.id == row.id).values(status="failed", error=error,
                                                                            finished_at=_now(), claimed_by=None,
                                                                            lease_until=None))
 

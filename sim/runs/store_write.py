@@ -28,8 +28,7 @@ from sim.runs.tables import (
 # statement costs little beside binding the values
 MAX_VARIABLES = 999
 
-# Store.save_run's statements, built once: building and keying them anew costs more than SQLite takes to run them
-RUN_BY_KEY = sa.select(runs.c.id, runs.c.status).where(runs.c.key == sa.bindparam("key"))
+# Store.save_runs's statements, built once: building and keying them anew costs more than SQLite takes to run them
 RUNS_BY_KEYS = sa.select(runs.c.key, runs.c.id, runs.c.status).where(runs.c.key.in_(sa.bindparam("keys", expanding=True)))
 CLEAR_RUNS = tuple(t.delete().where(t.c.run_id.in_(sa.bindparam("run_ids", expanding=True))) for t in CHILD_TABLES)
 # each record table with the name a run's records give it
