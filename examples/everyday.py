@@ -16,7 +16,7 @@ import numpy as np
 from sim.analysis import metrics, plots
 from sim.model.model import AdherenceModel
 from sim.paths import scenario_path
-from sim.runs import batch, provenance, results, runner, store
+from sim.runs import batch, executors, provenance, results, store
 from sim.scenario import load
 
 
@@ -41,7 +41,7 @@ def main(out: Path) -> None:
     # 3. A batch: every arm x 2 replicate trials (common random numbers), stored with provenance.
     loaded = load(scenario_path("standard_prescription"))
     db = store.Store(f"sqlite:///{out / 'example.db'}", create=True)
-    with runner.executor("serial") as ex:
+    with executors.executor("serial") as ex:
         done = batch.run_batch(loaded, db, ex, replicates=2, panel=True, command="examples/everyday.py")
     print(f"batch {done.batch_id}: {done.total} runs in {done.wall_seconds:.1f} s")
 

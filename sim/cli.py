@@ -22,7 +22,7 @@ metrics, plots, report = lazy("sim.analysis.metrics"), lazy("sim.analysis.plots"
 summary, validation = lazy("sim.analysis.summary"), lazy("sim.analysis.validation")
 report_text = lazy("sim.analysis.report_text")
 batch, provenance, results = lazy("sim.runs.batch"), lazy("sim.runs.provenance"), lazy("sim.runs.results")
-runner, store, scenario = lazy("sim.runs.runner"), lazy("sim.runs.store"), lazy("sim.scenario")
+executors, store, scenario = lazy("sim.runs.executors"), lazy("sim.runs.store"), lazy("sim.scenario")
 explore_model = lazy("sim.explore_model")
 
 EXIT_BAD_INPUT = 2
@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run scenarios' arms x replicates, store, summarise and plot")
     run.add_argument("scenarios", nargs="+", type=Path, help="scenario YAML files")
     run.add_argument("--replicates", type=_replicates, help="replicate trials per arm (default: the scenario's)")
-    run.add_argument("--jobs", type=cli_guard.jobs, default=1, help="parallel workers (default 1)")
+    run.add_argument("--jobs", type=cli_guard.jobs, default=1,
+                     help="runs computed at once (default 1; local processes: this one and N - 1 workers)")
     run.add_argument("--executor", choices=defaults.EXECUTORS, default="processes",
                      help="where runs execute: in this process, local processes (default), or Dask distributed")
     run.add_argument("--scheduler", type=_scheduler,
@@ -104,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--hold-out", nargs="+", default=[], metavar="ID",
                      help="report these targets as validation (out-of-sample), besides those marked `holdout: true`; "
                           "true only for parameters calibrated without them (default: none)")
-    val.add_argument("--jobs", type=cli_guard.jobs, default=1, help="parallel workers (default 1)")
+    val.add_argument("--jobs", type=cli_guard.jobs, default=1,
+                     help="runs computed at once (default 1; local processes: this one and N - 1 workers)")
     val.add_argument("--executor", choices=defaults.EXECUTORS, default="processes",
                      help="where runs execute: in this process, local processes (default), or Dask distributed")
     val.add_argument("--db", help=db_help)
@@ -285,7 +287,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     db = store.Store(args.db, create=True)
     need = validation.replicates_needed(targets, args.replicates)
     frames = {}
-    with runner.executor(args.executor, args.jobs) as ex:
+    with executors.executor(args.executor, args.jobs) as ex:
         for name, ls in targets.scenarios.items():
             out = batch.run_batch(ls, db, ex, need[name], panel=True, executor_name=args.executor,
                                   command="sim validate")

@@ -19,7 +19,7 @@ from sim.lazy import lazy
 from sim.outputs import not_regular
 from sim.redact import mask, mask_argv
 
-runner, cost = lazy("sim.runs.runner"), lazy("sim.runs.cost")
+executors, cost = lazy("sim.runs.executors"), lazy("sim.runs.cost")
 
 MAX_ID = 2**31 - 1  # batch and sweep ids are 32-bit integers in every store backend
 MAX_JOBS = 256  # parallel workers
@@ -69,11 +69,11 @@ def command_line(argv: list[str] | None = None) -> str:
 
 @contextmanager
 def executor(kind: str, n_jobs: int, address: str | None, bad_input: type[Exception]) -> Iterator:
-    """runner.executor, with a failure to start it (an unreachable scheduler, no processes) as bad input;
+    """executors.executor, with a failure to start it (an unreachable scheduler, no processes) as bad input;
     errors of the work done inside pass through as they are."""
     with ExitStack() as stack:
         try:
-            ex = stack.enter_context(runner.executor(kind, n_jobs, address))
+            ex = stack.enter_context(executors.executor(kind, n_jobs, address))
         except (OSError, TimeoutError, ValueError) as e:
             raise bad_input(f"executor {kind!r} could not start: {mask(_first_line(e))}") from None
         yield ex

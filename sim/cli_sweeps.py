@@ -66,7 +66,8 @@ def add_parsers(sub, db_help: str, positive, replicates, scheduler) -> None:
 
 
 def _common(p, db_help: str, positive, scheduler) -> None:
-    p.add_argument("--jobs", type=cli_guard.jobs, default=1, help="parallel workers (default 1)")
+    p.add_argument("--jobs", type=cli_guard.jobs, default=1,
+                   help="runs computed at once (default 1; local processes: this one and N - 1 workers)")
     p.add_argument("--executor", choices=EXECUTORS, default="processes",
                    help="where runs execute: in this process, local processes (default), or Dask distributed")
     p.add_argument("--scheduler", type=scheduler, help="address of an existing Dask scheduler (implies --executor dask; default: "

@@ -115,8 +115,8 @@ def two_trials(tmp_path, monkeypatch):
 def test_calibration_objective_leaves_held_out_targets_out(two_trials):
     path, seen = two_trials
     targets = validation.load_targets(path)
-    from sim.runs import runner
-    with runner.executor("serial") as ex:
+    from sim.runs import executors
+    with executors.executor("serial") as ex:
         out = calibration.calibrate(targets, 2, 2, ex, hold_out=frozenset({"exercise_helps"}), log=lambda *_: None,
                                     with_sensitivity=False)
     objective_calls = seen[:-1]  # the last call is the final table over every target

@@ -4,40 +4,63 @@ runs."""
 
 from __future__ import annotations
 
-import multiprocessing
 import os
+import sys
 import time
 
+import pandas as pd
 import pytest
 
 from sim import cli, scenario
-from sim.runs import batch, runner, store, workers
+from sim.runs import batch, executors, results, runner, store, workers
 from tests.conftest import TINY
 
 
 def _probe(_):
-    """What a worker knows: its pid, whether its warm-up ran through, the kernel's loaded signatures."""
-    time.sleep(0.2)  # held a while, so that the other worker takes the next probe
+    """What a lane knows: its pid, whether its warm-up ran through, the kernel's loaded signatures."""
+    time.sleep(0.2)  # held a while, so that the other lane takes the next item
     from sim.model import kernel
 
     return os.getpid(), workers.warm, len(kernel.advance.signatures), len(kernel.days_to_habit.signatures)
 
 
+def _pid(_) -> int:
+    time.sleep(0.1)
+    return os.getpid()
+
+
+def _where(_) -> int:
+    return os.getpid()
+
+
+def _odd_fails(k: int) -> int:
+    time.sleep(0.05)
+    if k % 2:
+        raise ValueError(f"item {k} is odd")
+    return os.getpid()
+
+
+def _logged(path: str) -> None:
+    time.sleep(0.1)
+    with open(path, "a") as f:
+        f.write("x")
+
+
 def test_workers_start_and_warm_up_when_the_pool_is_made():
-    assert not workers.warm  # this process never warms up: a True below comes from the workers' own start
-    with runner.executor("processes", 2) as pool:
+    assert not workers.warm  # this process never warms up: a True below comes from the worker's own start
+    with executors.executor("processes", 3) as pool:
         pids = {p.pid for p in pool._processes.values()}  # started now, before anything of ours is submitted
-        assert len(pids) == 2
-        assert runner.ready(pool, timeout=120)
+        assert len(pids) == 2 and os.getpid() not in pids  # three lanes: this process and two workers
+        assert executors.ready(pool, timeout=120)
         assert pool.ready_count.value == 2
-        got = list(pool.map(_probe, range(4)))
+        got = [f.result() for f in [pool.submit(_probe, k) for k in range(4)]]  # submit: the workers alone
     assert {pid for pid, *_ in got} == pids
     assert all(warm and advance >= 1 and habit >= 1 for _, warm, advance, habit in got)
 
 
 def test_ready_does_not_wait_on_other_executors():
-    with runner.executor("serial") as ex:
-        assert runner.ready(ex, timeout=0)
+    with executors.executor("serial") as ex:
+        assert executors.ready(ex, timeout=0)
 
 
 @pytest.fixture
@@ -46,22 +69,11 @@ def tiny(tmp_path):
     return scenario.load(tmp_path / "tiny.yaml")
 
 
-@pytest.fixture
-def forked():
-    """Pools of this test fork their workers, as on Linux by default: mesa.batch_run (other tests) sets
-    "spawn" for the whole process, and spawned workers would not inherit what the test patched."""
-    before = multiprocessing.get_start_method(allow_none=True)
-    multiprocessing.set_start_method("fork", force=True)
-    yield
-    multiprocessing.set_start_method(before, force=True)
-
-
-def test_a_failing_warm_up_leaves_the_batch_whole(tiny, tmp_path, monkeypatch, forked):
-    monkeypatch.setattr(workers, "WARM_UP", {"name": "no seed, weeks or arms"})  # the workers inherit it
+def test_a_failing_warm_up_leaves_the_batch_whole(tiny, tmp_path):
     db = store.Store(f"sqlite:///{tmp_path / 'w.db'}", create=True)
-    with runner.executor("processes", 2) as pool:
-        assert runner.ready(pool, timeout=120)  # a failed warm-up still counts as started
-        assert not any(warm for _, warm, *_ in pool.map(_probe, range(2)))
+    with executors._Pool(2, warm_up={"name": "no seed, weeks or arms"}) as pool:
+        assert executors.ready(pool, timeout=120)  # a failed warm-up still counts as started
+        assert not pool.submit(_probe, 0).result()[1]
         out = batch.run_batch(tiny, db, pool, replicates=3)
     assert (out.total, out.skipped, out.failed) == (6, 0, 0)
     assert len(db.done_keys([store.run_key(tiny.sha256, t.arm, t.replicate, t.seed_label(tiny.scenario.seed))
@@ -69,8 +81,67 @@ def test_a_failing_warm_up_leaves_the_batch_whole(tiny, tmp_path, monkeypatch, f
     db.engine.dispose()
 
 
+def test_this_process_and_the_workers_share_the_items_each_once():
+    interval = sys.getswitchinterval()
+    with executors.executor("processes", 2) as pool:
+        assert executors.ready(pool, timeout=120)
+        rounds = list(executors.as_finished(pool, _pid, range(12)))
+        worker = {p.pid for p in pool._processes.values()}
+    got = [(k, fut.result()) for finished in rounds for k, fut in finished]
+    assert sorted(k for k, _ in got) == list(range(12))  # every item once
+    assert {pid for _, pid in got} == worker | {os.getpid()}  # both lanes computed some
+    assert sys.getswitchinterval() == interval  # lowered while sharing, restored after
+
+
+def test_items_wait_for_no_worker_that_is_not_ready():
+    with executors.executor("processes", 2) as pool:  # its worker starts, imports and warms up: a second or so
+        got = [(k, fut.result()) for finished in executors.as_finished(pool, _where, range(5)) for k, fut in finished]
+        assert not executors.ready(pool, timeout=0)
+    assert got == [(k, os.getpid()) for k in range(5)]  # all computed here, in order, none left in the pool's queue
+
+
+def test_map_keeps_the_order_and_raises_an_items_error():
+    with executors.executor("processes", 2) as pool:
+        assert list(pool.map(pow, range(9), [2] * 9)) == [k * k for k in range(9)]
+        results = pool.map(_odd_fails, range(6))
+        assert next(results) in {os.getpid(), *[p.pid for p in pool._processes.values()]}
+        with pytest.raises(ValueError, match="item 1 is odd"):
+            next(results)
+
+
+def test_a_failing_item_fails_alone_on_either_lane():
+    with executors.executor("processes", 2) as pool:
+        assert executors.ready(pool, timeout=120)
+        got = [(k, fut) for finished in executors.as_finished(pool, _odd_fails, range(10)) for k, fut in finished]
+    assert sorted(k for k, _ in got) == list(range(10))
+    assert all((fut.exception() is not None) == bool(k % 2) for k, fut in got)
+
+
+def test_items_not_started_when_the_caller_stops_are_never_run(tmp_path):
+    log = tmp_path / "log"
+    with executors.executor("processes", 2) as pool:
+        assert executors.ready(pool, timeout=120)
+        for _ in executors.as_finished(pool, _logged, [str(log)] * 40):
+            break  # as a batch does when storing fails
+    assert len(log.read_text()) < 10  # the first item or two of each lane, not the 40
+
+
+def test_a_batch_on_a_pool_stores_what_a_serial_one_does(tiny, tmp_path):
+    tables = {}
+    for name, jobs in (("serial", 1), ("pool", 2)):
+        db = store.Store(f"sqlite:///{tmp_path / name}.db", create=True)
+        with executors.executor("processes", jobs) as ex:
+            out = batch.run_batch(tiny, db, ex, replicates=5, stack_runs=2)
+        assert (out.total, out.failed) == (10, 0)
+        res = results.scenario_results(db, tiny.sha256, 5)
+        tables[name] = res.participants.sort_values(["arm", "replicate", "pid"]).reset_index(drop=True)
+        db.engine.dispose()
+    assert len(tables["pool"]) == 10 * 30
+    pd.testing.assert_frame_equal(tables["serial"], tables["pool"])
+
+
 def test_sim_run_starts_the_pool_before_it_opens_the_store(tiny, tmp_path, monkeypatch, capsys):
-    order, make_pool, open_store = [], runner.executor, store.Store
+    order, make_pool, open_store = [], executors.executor, store.Store
 
     def executor(*args, **kwargs):
         order.append("executor")
@@ -80,7 +151,7 @@ def test_sim_run_starts_the_pool_before_it_opens_the_store(tiny, tmp_path, monke
         order.append("store")
         return open_store(*args, **kwargs)
 
-    monkeypatch.setattr(runner, "executor", executor)
+    monkeypatch.setattr(executors, "executor", executor)
     monkeypatch.setattr(store, "Store", opened)
     code = cli.main(["run", tiny.path, "--db", f"sqlite:///{tmp_path / 'o.db'}", "--figures", str(tmp_path / "f")])
     assert code == 0, capsys.readouterr().err

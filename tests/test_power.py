@@ -9,7 +9,7 @@ import yaml
 
 from sim import scenario
 from sim.analysis import power
-from sim.runs import results, runner, store
+from sim.runs import executors, results, store
 from sim.runs.sweep import run_sweep
 from sim.sweep_spec import design_points, load_sweep
 from tests.conftest import CLASS, TEST_SEED
@@ -34,7 +34,7 @@ def swept(tmp_path_factory):
     loaded = _scenario(folder)
     sw = power.power_sweep(loaded, "exercise", "usual_care", SIZES, REPLICATES)
     db = store.Store(f"sqlite:///{folder}/p.db", create=True)
-    with runner.executor("serial") as ex:
+    with executors.executor("serial") as ex:
         out = run_sweep(sw, db, ex)
     assert out.failed == 0
     return loaded, sw, db, out.sweep_id

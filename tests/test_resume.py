@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from sim import scenario
-from sim.runs import batch, runner, store
+from sim.runs import batch, executors, runner, store
 
 SCENARIO = textwrap.dedent("""\
     name: resume_me
@@ -123,7 +123,7 @@ def test_dask_batch_survives_a_killed_worker(scen, tmp_path):
     url = f"sqlite:///{tmp_path / 'dask.db'}"
     db = store.Store(url, create=True)
     killed: list[int] = []
-    with runner.executor("dask", jobs=2) as ex:
+    with executors.executor("dask", jobs=2) as ex:
         pids = ex._client.run(os.getpid)  # worker address -> process id
 
         def kill_one_worker_mid_batch():
@@ -163,11 +163,11 @@ def test_in_process_batch_stores_each_stack_before_the_next_starts(scen, tmp_pat
         return real(pairs, panel)
 
     monkeypatch.setattr(runner, "run_pairs", run_pairs)
-    with pytest.raises(KeyboardInterrupt), runner.executor("serial") as ex:
+    with pytest.raises(KeyboardInterrupt), executors.executor("serial") as ex:
         batch.run_batch(loaded, db, ex, replicates=6, executor_name="serial", stack_runs=4)
     assert sizes == [4, 4, 4] and _done(url) == 8
     monkeypatch.setattr(runner, "run_pairs", real)
-    with runner.executor("serial") as ex:
+    with executors.executor("serial") as ex:
         out = batch.run_batch(loaded, db, ex, replicates=6, executor_name="serial")
     assert (out.total, out.skipped, out.failed) == (12, 8, 0)
     assert _done(url) == 12

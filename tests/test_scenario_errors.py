@@ -170,7 +170,7 @@ def test_check_ids_must_be_unique():
 def test_a_check_of_any_metric_is_measured_with_the_scenarios_reference_by_default():
     from sim.analysis import metrics
     from sim.analysis.calibration import frames_of
-    from sim.runs import runner
+    from sim.runs import executors
 
     data = scenario_dict(arms={"usual_care": {}, "exercise": EXERCISE}, replicates=2, checks=[
         {"id": "g", "metric": "effect_size", "arm": "exercise", "week": 12, "accept": [-5, 5]},
@@ -178,7 +178,7 @@ def test_a_check_of_any_metric_is_measured_with_the_scenarios_reference_by_defau
          "y": "severity_change_end_programme", "accept": [-1, 1]}])
     s, arms = scenario.parse(data, FILE)
     loaded = scenario.LoadedScenario(scenario=s, path=FILE, text=yaml.safe_dump(data), sha256="t", arms=arms)
-    with runner.executor("serial", 1) as ex:
+    with executors.executor("serial", 1) as ex:
         f = frames_of(loaded, 2, ex)
     out = metrics.evaluate_checks(s.checks, f, s.reference).set_index("id")
     g = metrics.summarise(metrics.compute("effect_size", f, arm="exercise", reference="usual_care", week=12))

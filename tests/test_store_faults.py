@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from sim import cli, scenario
-from sim.runs import batch, results, runner, store
+from sim.runs import batch, executors, results, store
 from tests import pg
 from tests.conftest import TINY
 
@@ -195,7 +195,7 @@ def test_every_text_the_schema_accepts_fits_the_store(tmp_path, backend):
     loaded = scenario.load(path)
     url = pg.fresh_database() if backend == "postgresql" else f"sqlite:///{tmp_path / 'l.db'}"
     db = store.Store(url, create=True)
-    with runner.executor("serial") as ex:
+    with executors.executor("serial") as ex:
         out = batch.run_batch(loaded, db, ex, 1)
     assert out.failed == 0
     people = results.table(db, "participants")

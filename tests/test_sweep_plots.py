@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 
 from sim import sweep_spec
 from sim.analysis import plots, sweep_plots, sweep_report
-from sim.runs import runner, store, sweep
+from sim.runs import executors, store, sweep
 
 BASE = textwrap.dedent("""\
     name: sweepbase
@@ -84,7 +84,7 @@ def stored(tmp_path_factory):
     (tmp / "base.yaml").write_text(BASE)
     db = store.Store(f"sqlite:///{tmp}/s.db", create=True)
     ids = {}
-    with runner.executor("serial") as ex:
+    with executors.executor("serial") as ex:
         for design, text in SWEEPS.items():
             (tmp / f"{design}.yaml").write_text(text + OUTCOMES)
             out = sweep.run_sweep(sweep_spec.load_sweep(tmp / f"{design}.yaml"), db, ex)

@@ -22,7 +22,7 @@ import yaml
 from sim import cli, sweep_spec
 from sim.analysis import sweeps
 from sim.model.model import AdherenceModel
-from sim.runs import results, runner, store
+from sim.runs import executors, results, store
 from sim.runs.sweep import BASE_POINT, run_sweep
 from sim.scenario import ScenarioError
 
@@ -74,7 +74,7 @@ def morris_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("morris")
     sw = sweep_spec.load_sweep(write(tmp, MORRIS))
     db = store.Store(f"sqlite:///{tmp / 's.db'}", create=True)
-    with runner.executor("serial") as ex:
+    with executors.executor("serial") as ex:
         out = run_sweep(sw, db, ex)
     return sw, db, out
 
@@ -113,7 +113,7 @@ def test_sweep_round_trips_through_the_store(morris_run):
     assert set(res.participants.point) == set(pts.point)
     assert len(res.participants) == len(pts) * 2 * 3 * 40
     # a second run of the same sweep stores nothing new
-    with runner.executor("serial") as ex:
+    with executors.executor("serial") as ex:
         again = run_sweep(sw, db, ex)
     assert (again.sweep_id, again.skipped, again.runs) == (out.sweep_id, out.runs, out.runs)
 
@@ -155,7 +155,7 @@ def test_sweep_resumes_after_kill_9(tmp_path):
     assert f"{total - stored} runs now, {stored} already stored" in again.stdout
     whole = f"sqlite:///{tmp_path / 'whole.db'}"
     sw = sweep_spec.load_sweep(path)
-    with runner.executor("serial") as ex:
+    with executors.executor("serial") as ex:
         run_sweep(sw, store.Store(whole, create=True), ex)
     a = results.sweep_results(store.Store(whole), 1).participants.sort_values(["point", "arm", "replicate", "pid"])
     b = results.sweep_results(store.Store(cut), 1).participants.sort_values(["point", "arm", "replicate", "pid"])
@@ -215,7 +215,7 @@ def test_sobol_design_has_saltelli_size_and_indices(tmp_path):
     sw = sweep_spec.load_sweep(write(tmp_path, spec))
     assert sweep_spec.design_size(sw) == 8 * (2 + 2) == len(sweep_spec.design_points(sw))
     db = store.Store(f"sqlite:///{tmp_path / 's.db'}", create=True)
-    with runner.executor("serial") as ex:
+    with executors.executor("serial") as ex:
         out = run_sweep(sw, db, ex)
     stored, res = sweeps.stored(db, out.sweep_id)
     summary = sweeps.point_summary(sweeps.outcome_values(stored, res))

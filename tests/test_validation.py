@@ -12,7 +12,7 @@ from scipy import stats
 from sim import cli, parameters, scenario
 from sim.analysis import metrics, validation
 from sim.analysis.calibration import frames_of, target_loss
-from sim.runs import provenance, runner
+from sim.runs import executors, provenance
 
 TRIAL = textwrap.dedent("""\
     name: small_trial
@@ -34,7 +34,7 @@ def trial(tmp_path_factory):
     path = tmp_path_factory.mktemp("val") / "small_trial.yaml"
     path.write_text(TRIAL)
     loaded = scenario.load(path)
-    with runner.executor("serial") as ex:
+    with executors.executor("serial") as ex:
         return loaded, frames_of(loaded, 3, ex)
 
 
@@ -206,7 +206,7 @@ def test_calibration_sensitivity_signs_follow_the_mechanisms(tmp_path):
     from sim.analysis.calibration import sensitivity, sensitivity_markdown
 
     targets = validation.load_targets(_targets(tmp_path, GOOD))
-    with runner.executor("serial", 1) as ex:
+    with executors.executor("serial", 1) as ex:
         table = sensitivity(targets, dict(parameters.DEFAULTS), 2, ex, step=0.3, log=lambda *_: None)
     assert table.loc["dropout_some", "dropout.base"] > 0
     assert table.loc["exercise_helps", "symptoms.plasticity_benefit"] > 0
@@ -222,7 +222,7 @@ def test_power_and_spread_of_g_come_from_independent_cohorts():
     data = __import__("yaml").safe_load(text)
     s, arms = scenario.parse(data, "twin.yaml")
     loaded = scenario.LoadedScenario(scenario=s, path="twin.yaml", text=text, sha256="t", arms=arms)
-    with runner.executor("serial") as ex:
+    with executors.executor("serial") as ex:
         f = frames_of(loaded, 12, ex)
     trials = metrics.trial_metrics(f.participants, f.daily, f.outcomes, "usual_care", 8)
     summary = metrics.across_replicates(trials).set_index("arm")

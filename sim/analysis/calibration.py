@@ -28,7 +28,7 @@ import yaml
 # The free parameters and their search ranges (inside each parameter's plausible range).
 from sim import inputs, parameters, scenario
 from sim.analysis import metrics, validation
-from sim.runs import provenance, runner
+from sim.runs import executors, provenance, runner
 
 # Calibration runs in stages, each fitting its parameters to the targets of its trials with the earlier
 # stages' values fixed: the untreated course first (it underlies every arm), then pills (drug, placebo,
@@ -69,7 +69,7 @@ def with_parameters(loaded: scenario.LoadedScenario, values: dict[str, float]) -
 
 def frames_of(loaded: scenario.LoadedScenario, replicates: int, executor) -> metrics.Frames:
     """Run every arm x replicate in memory and gather the records as metric frames."""
-    groups = runner.stacks(runner.tasks(loaded, replicates), runner.workers_of(executor))
+    groups = runner.stacks(runner.tasks(loaded, replicates), executors.workers_of(executor))
     recs = [r for stack in executor.map(runner.run_tasks, [loaded] * len(groups), groups) for r in stack]
     tag = lambda df, r: df.assign(arm=r.arm, replicate=r.replicate)  # noqa: E731
     return metrics.Frames(participants=pd.concat([tag(r.participants, r) for r in recs], ignore_index=True),
@@ -214,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"targets file (default {validation.DEFAULT_TARGETS})")
     ap.add_argument("--trials", type=int, default=80, help="Optuna trials per stage (default 80)")
     ap.add_argument("--replicates", type=int, default=12, help="replicate trials per scenario and trial (default 12)")
-    ap.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
+    ap.add_argument("--jobs", type=int, default=2,
+                    help="runs computed at once: this process and N - 1 workers (default 2)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler (default 0)")
     ap.add_argument("--stage", action="append", choices=list(STAGES),
                     help="fit only this stage (repeatable; default: every stage in order)")
@@ -234,13 +235,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     t0 = time.perf_counter()
     if args.sensitivity_only:
-        with runner.executor("processes", args.jobs) as ex:
+        with executors.executor("processes", args.jobs) as ex:
             table = sensitivity(targets, dict(parameters.DEFAULTS), args.replicates, ex)
         print(f"shift of each target's mean, in half accept bands, for +-10% of each search range "
               f"({args.replicates} replicates, {time.perf_counter() - t0:.0f} s):")
         print(sensitivity_markdown(table))
         return 0
-    with runner.executor("processes", args.jobs) as ex:
+    with executors.executor("processes", args.jobs) as ex:
         result = calibrate(targets, args.trials, args.replicates, ex, args.seed, args.stage,
                            hold_out=frozenset(args.hold_out))
     result["seconds"] = round(time.perf_counter() - t0, 1)

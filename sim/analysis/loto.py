@@ -25,7 +25,7 @@ import pandas as pd
 
 from sim import parameters, scenario
 from sim.analysis import calibration, validation
-from sim.runs import provenance, runner
+from sim.runs import executors, provenance
 
 COLUMNS = ["id", "published", "mean", "p2.5", "p97.5", "percentile", "accept_low", "accept_high", "passed",
            "verdict", "replicates"]
@@ -128,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="replicates for the held-out check (default: those `sim validate` runs)")
     ap.add_argument("--trial", action="append", default=[], metavar="FILE",
                     help="hold out only this replica, e.g. dose_trial.yaml (repeatable; default: every replica)")
-    ap.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
+    ap.add_argument("--jobs", type=int, default=2,
+                    help="runs computed at once: this process and N - 1 workers (default 2)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler (default 0)")
     ap.add_argument("--out", type=Path, default=Path("results/loto.json"),
                     help="JSON record, resumed if it exists, with a .md table next to it (default results/loto.json)")
@@ -155,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
                    "ones at their defaults (fitted with every trial)"})
     record.setdefault("folds", [])
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    with runner.executor("processes", args.jobs) as ex:
+    with executors.executor("processes", args.jobs) as ex:
         if "defaults" not in record:
             record["defaults"] = defaults_table(targets, need, ex)
         for trial in folds:

@@ -11,7 +11,7 @@ from functools import partial
 
 from tqdm import tqdm
 
-from sim.runs import claims, runner, store
+from sim.runs import claims, executors, runner, store
 from sim.scenario import LoadedScenario
 
 
@@ -64,9 +64,9 @@ class Progress:
             self.bar.close()
 
 
-def _run_item(item: tuple[dict[int, LoadedScenario], list[tuple[int, runner.Task]]], panel: bool):
-    """Worker entry point: a stack of tasks of scenarios that share their structure (module level, so
-    process pools can pickle it)."""
+def run_item(item: tuple[dict[int, LoadedScenario], list[tuple[int, runner.Task]]], panel: bool):
+    """A batch's work item: the records of a stack of tasks of scenarios that share their structure (module
+    level, so process pools can pickle it)."""
     scenarios, pairs = item
     return runner.run_pairs([(scenarios[i], t) for i, t in pairs], panel=panel)
 
@@ -103,40 +103,44 @@ def run_batches(loaded: list[LoadedScenario], db: store.Store, executor: Executo
     # pending runs go out in stacks (a sweep's points together when they share their structure), each
     # advanced together by one worker; runs another process is computing are left to it (sim.runs.claims),
     # then waited for
-    workers = runner.workers_of(executor)
+    workers = executors.workers_of(executor)
     shape = [runner.structure(ls) for ls in loaded]
 
     def stacked(pairs: list) -> list:
         groups: dict = {}
         for i, t in pairs:
             groups.setdefault(shape[i], []).append((i, t))
-        # This process stores every run and is a pool's bottleneck (a run computes faster than it is stored):
-        # short stacks first, one per worker, so that it starts storing after a few runs
+        # This process stores every run: short stacks first, one per lane, so that it starts storing after a
+        # few runs rather than a whole stack
         return [({i: loaded[i] for i, _ in stack}, stack)
                 for stack in runner.stacks([p for group in groups.values() for p in group], workers, stack_runs,
                                            heads=workers if workers > 1 else 0, key=lambda p: shape[p[0]])]
 
     held = claims.Claims(db, keys, scenario_ids, batch_ids, [ls.scenario.seed for ls in loaded], panel).start()
     try:
-        for (_, stack), fut in held.as_finished(executor, partial(_run_item, panel=panel), pending, stacked, panel):
-            try:
-                recs, error = fut.result(), None
-            except Exception as e:  # noqa: BLE001 - a failed stack's runs are stored as failed and reported
-                recs, error = None, "".join(traceback.format_exception_only(e)).strip()
-            t0 = time.perf_counter()
-            if recs is None:
-                for i, t in stack:
-                    failed[i] += 1
-                    db.save_failure(keys[(i, t)], scenario_ids[i], batch_ids[i], t.arm, t.replicate,
-                                    t.seed_label(loaded[i].scenario.seed), error)
-            else:  # a stack's runs in one transaction
-                db.save_runs([(keys[(i, t)], scenario_ids[i], batch_ids[i], rec) for (i, t), rec in zip(stack, recs)],
-                             panel=panel)
-                del recs  # freed once stored
-            each = (time.perf_counter() - t0) / len(stack)
-            for i, _ in stack:
-                store_seconds[i] += each
-                progress.update(failed=error is not None)
+        for finished in held.as_finished(executor, partial(run_item, panel=panel), pending, stacked, panel):
+            t0, ok, counted, recs = time.perf_counter(), [], [], None
+            for (_, stack), fut in finished:
+                try:
+                    recs = fut.result()
+                except Exception as e:  # noqa: BLE001 - a failed stack's runs are stored as failed and reported
+                    error = "".join(traceback.format_exception_only(e)).strip()
+                    for i, t in stack:
+                        failed[i] += 1
+                        db.save_failure(keys[(i, t)], scenario_ids[i], batch_ids[i], t.arm, t.replicate,
+                                        t.seed_label(loaded[i].scenario.seed), error)
+                    counted.append((stack, True))
+                    continue
+                ok += [(keys[(i, t)], scenario_ids[i], batch_ids[i], rec) for (i, t), rec in zip(stack, recs)]
+                counted.append((stack, False))
+            if ok:  # the stacks that finished together, in one transaction
+                db.save_runs(ok, panel=panel)
+            del ok, finished, recs  # freed once stored
+            each = (time.perf_counter() - t0) / sum(len(stack) for stack, _ in counted)
+            for stack, bad in counted:
+                for i, _ in stack:
+                    store_seconds[i] += each
+                    progress.update(failed=bad)
     finally:
         progress.close()
         held.release()

@@ -22,7 +22,7 @@ from typing import Callable, Iterator
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from sim.runs import runner
+from sim.runs import executors
 from sim.runs import store as st
 
 LEASE_SECONDS = 120.0
@@ -168,9 +168,9 @@ class Claims:
 
     def as_finished(self, executor: Executor, fn: Callable, pending: list, items_of: Callable[[list], list],
                     panel: bool) -> Iterator:
-        """runner.as_finished over the work items (`items_of` a list of pending runs) of the runs this process
+        """executors.as_finished over the work items (`items_of` a list of pending runs) of the runs this process
         could claim, then of those left to it by other processes, waiting for the rest to be stored by them."""
         mine, others = self.take(pending)
-        yield from runner.as_finished(executor, fn, items_of(mine))
+        yield from executors.as_finished(executor, fn, items_of(mine))
         for left in self.wait(others, panel):
-            yield from runner.as_finished(executor, fn, items_of(left))
+            yield from executors.as_finished(executor, fn, items_of(left))

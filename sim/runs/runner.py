@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import time
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import Callable, TypeVar
 
 import numpy as np
 
 from sim import parameters
-from sim.cli_defaults import EXECUTORS
 from sim.model import population
 from sim.model.model import AdherenceModel
 from sim.model.stack import Stack
-from sim.runs import records, workers
+from sim.runs import records
 from sim.scenario import LoadedScenario
 
 T = TypeVar("T")
@@ -118,102 +114,7 @@ def stacks(todo: list[T], workers: int = 1, runs: int = STACK_RUNS, heads: int =
     return out
 
 
-def workers_of(pool: Executor) -> int:
-    """How many runs an executor works on at once (1 in-process)."""
-    if isinstance(pool, _Serial):
-        return 1
-    n = getattr(pool, "_max_workers", None)
-    if n is None and hasattr(pool, "_client"):  # dask's ClientExecutor
-        n = sum(pool._client.nthreads().values())
-    return max(int(n or 1), 1)
-
-
 def tasks(loaded: LoadedScenario, replicates: int | None = None) -> list[Task]:
     """All (arm, replicate) tasks of a scenario, replicate-major."""
     n = replicates or loaded.scenario.replicates
     return [Task(arm, r) for r in range(n) for arm in loaded.scenario.arms]
-
-
-class _Serial(Executor):
-    """In-process executor with the concurrent.futures interface (--jobs 1, debugging, tests)."""
-
-    def submit(self, fn, /, *args, **kwargs):
-        f: Future = Future()
-        try:
-            f.set_result(fn(*args, **kwargs))
-        except BaseException as e:  # noqa: BLE001 - handed to the caller through the future
-            f.set_exception(e)
-        return f
-
-
-class _Pool(ProcessPoolExecutor):
-    """A local process pool whose workers start, and warm up (sim.runs.workers.start), as it is made."""
-
-    def __init__(self, jobs: int):
-        context = multiprocessing.get_context()
-        self.ready_count = context.Value("i", 0)  # workers past their warm-up
-        super().__init__(max_workers=jobs, mp_context=context, initializer=workers.start,
-                         initargs=(self.ready_count,))
-        # A pool forks its workers at the first submit (or spawns one per submit): one no-op per worker now,
-        # not waited for, starts them all while the caller goes on (opens its store), not inside its batch.
-        for _ in range(jobs):
-            self.submit(int)
-
-
-def ready(pool: Executor, timeout: float = 120.0) -> bool:
-    """Wait until a local pool's workers have all started and warmed up (True at once for other executors);
-    False if that took longer than `timeout` seconds."""
-    count = getattr(pool, "ready_count", None)
-    deadline = time.monotonic() + timeout
-    while count is not None and count.value < workers_of(pool):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.002)
-    return True
-
-
-def as_finished(pool: Executor, fn: Callable[[T], object], items: Iterable[T]) -> Iterator[tuple[T, Future]]:
-    """Yield (item, future of fn(item)) as each run finishes.
-
-    In-process, items run one at a time as they are asked for, so the caller stores each run before the
-    next starts (a batch killed midway keeps what it finished); pools get every item at once.
-    """
-    if isinstance(pool, _Serial):
-        for item in items:
-            yield item, pool.submit(fn, item)
-        return
-    futures = {pool.submit(fn, item): item for item in items}
-    try:
-        for fut in as_completed(futures):
-            yield futures.pop(fut), fut  # dropped here, so a finished run's records are freed once stored
-    finally:  # the caller stopped early (an error while storing): runs not yet started are not started
-        for fut in futures:
-            fut.cancel()
-
-
-@contextmanager
-def executor(kind: str = "processes", jobs: int = 1, scheduler: str | None = None) -> Iterator[Executor]:
-    """A concurrent.futures executor: in-process, a local process pool, or Dask distributed.
-
-    Dask: connects to `scheduler` (tcp://host:port) if given, else starts a LocalCluster of `jobs`
-    single-threaded worker processes; tasks are impure (never deduplicated) and retried when a
-    worker dies.
-    """
-    if kind == "serial" or (kind == "processes" and jobs <= 1):
-        yield _Serial()
-    elif kind == "processes":
-        with _Pool(jobs) as pool:
-            yield pool
-    elif kind == "dask":
-        from distributed import Client, LocalCluster
-
-        cluster = None if scheduler else LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
-                                                      dashboard_address=None)
-        try:
-            with Client(scheduler or cluster, timeout="20s") as client:
-                yield client.get_executor(pure=False, retries=3)
-        finally:
-            if cluster is not None:
-                cluster.close()
-    else:
-        raise ValueError(f"executor {kind!r} is not one of {', '.join(EXECUTORS)}")

@@ -1,0 +1,209 @@
+"""Where runs are computed: in this process, in a local pool of which this process is one lane, or on Dask."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import time
+from collections import deque
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    wait,
+)
+from contextlib import contextmanager
+from functools import partial
+from typing import Callable, Iterable, Iterator, TypeVar
+
+from sim.cli_defaults import EXECUTORS
+from sim.runs import workers
+
+T = TypeVar("T")
+RESULT_PIPE_BYTES = 1 << 20  # a local pool's result pipe: most stacks' records fit whole (Linux; else the default)
+SWITCH_SECONDS = 0.001  # the interpreter's switch interval while this process computes beside its workers
+
+
+class _Serial(Executor):
+    """In-process executor with the concurrent.futures interface (--jobs 1, debugging, tests)."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        f: Future = Future()
+        try:
+            f.set_result(fn(*args, **kwargs))
+        except BaseException as e:  # noqa: BLE001 - handed to the caller through the future
+            f.set_exception(e)
+        return f
+
+
+class _Pool(ProcessPoolExecutor):
+    """A local pool of `jobs` lanes: this process and jobs - 1 worker processes, which start, and warm up on
+    `warm_up` (sim.runs.workers.start), as it is made. Through `as_finished` and `map` this process computes
+    work items too, between storing those the workers finish; `submit` sends an item to the workers alone."""
+
+    # A batch's own process stores every run; with a worker per core it would also take CPU from them, a third
+    # process on two cores. As one of the lanes it computes what the workers have not yet taken whenever it has
+    # nothing to store. The workers start by the platform's default method (fork on Linux before Python 3.14,
+    # a fork server from 3.14): forked ones are ready in 0.2-0.3 s, where spawned ones, or a fork server's,
+    # import everything first (1.5-2 s on two cores, longer than a small batch takes). The same 40-run batch
+    # on a pool made before it takes the same time either way (docs/performance.md).
+
+    def __init__(self, jobs: int, warm_up: dict | None = workers.WARM_UP):
+        context = multiprocessing.get_context()
+        self.jobs = jobs
+        self.ready_count = context.Value("i", 0)  # workers past their warm-up
+        super().__init__(max_workers=jobs - 1, mp_context=context, initializer=workers.start,
+                         initargs=(self.ready_count, warm_up, os.getpid()))
+        # Workers start at the first submit (spawn: one per submit): one no-op per worker now, not waited for,
+        # starts them all while the caller goes on (opens its store), not inside its batch.
+        for _ in range(jobs - 1):
+            self.submit(int)
+        _widen(self._result_queue._reader)
+
+    def map(self, fn, *iterables, timeout=None, chunksize=1):
+        """Executor.map, with this process computing items too; results in order."""
+        if timeout is not None or chunksize != 1:
+            return super().map(fn, *iterables, timeout=timeout, chunksize=chunksize)
+        return self._in_order(fn, list(zip(*iterables)))
+
+    def _in_order(self, fn, args: list[tuple]) -> Iterator:
+        ready, k = {}, 0
+        for finished in _shared(self, partial(_star, fn), list(enumerate(args))):
+            ready.update((i, fut) for (i, _), fut in finished)
+            while k in ready:
+                yield ready.pop(k).result()
+                k += 1
+
+
+def _star(fn, item):
+    return fn(*item[1])
+
+
+def _widen(reader) -> None:
+    """Make the pipe under a pool's result queue 1 MiB, where the system allows it."""
+    # A worker's result is written through this pipe (64 KiB by default) while this process's queue thread reads
+    # it; when this process is computing, that thread waits for the interpreter, so a worker with a bigger
+    # result than the pipe holds waits too, instead of taking its next item.
+    try:
+        import fcntl
+
+        fcntl.fcntl(reader.fileno(), fcntl.F_SETPIPE_SZ, RESULT_PIPE_BYTES)
+    except (ImportError, AttributeError, OSError):  # not Linux, or over /proc/sys/fs/pipe-max-size: as it was
+        pass
+
+
+def ready(pool: Executor, timeout: float = 120.0) -> bool:
+    """Wait until a local pool's workers have all started and warmed up (True at once for other executors);
+    False if that took longer than `timeout` seconds."""
+    count = getattr(pool, "ready_count", None)
+    deadline = time.monotonic() + timeout
+    while count is not None and count.value < pool._max_workers:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.002)
+    return True
+
+
+def workers_of(pool: Executor) -> int:
+    """How many runs an executor works on at once (1 in-process; a local pool's lanes, this process included)."""
+    if isinstance(pool, _Serial):
+        return 1
+    if isinstance(pool, _Pool):
+        return pool.jobs
+    n = getattr(pool, "_max_workers", None)
+    if n is None and hasattr(pool, "_client"):  # dask's ClientExecutor
+        n = sum(pool._client.nthreads().values())
+    return max(int(n or 1), 1)
+
+
+def as_finished(pool: Executor, fn: Callable[[T], object], items: Iterable[T]) -> Iterator[list[tuple[T, Future]]]:
+    """Yield, each time runs have finished, those (item, future of fn(item)) that finished since the last time.
+
+    In-process, items run one at a time as they are asked for, so the caller stores each run before the
+    next starts (a batch killed midway keeps what it finished); pools get every item at once, and a local
+    pool's own process computes those its workers have not started (`_shared`).
+    """
+    if isinstance(pool, _Serial):
+        for item in items:
+            yield [(item, pool.submit(fn, item))]
+        return
+    if isinstance(pool, _Pool):
+        yield from _shared(pool, fn, list(items))
+        return
+    futures = {pool.submit(fn, item): item for item in items}
+    try:
+        while futures:
+            wait(futures, return_when=FIRST_COMPLETED)
+            # dropped here, so a finished run's records are freed once stored
+            yield [(futures.pop(f), f) for f in [f for f in futures if f.done()]]
+    finally:  # the caller stopped early (an error while storing): runs not yet started are not started
+        for fut in futures:
+            fut.cancel()
+
+
+def _shared(pool: _Pool, fn: Callable[[T], object], items: list[T]) -> Iterator[list[tuple[T, Future]]]:
+    """as_finished on a local pool: this process computes items in order until the workers are ready (warmed up),
+    then sends them all that is left; each time the caller asks for more, it takes back the first item no worker
+    has started, computes it, and yields it with what the workers finished meanwhile; when none is left to take,
+    it waits for the workers."""
+    # A future that no worker has taken can be cancelled, so this process and the workers take items from one
+    # queue, in order, and neither waits for the other. Items are not sent before the workers are ready: the
+    # pool's queue hands a worker up to three at once, and those would wait for its start (0.2 s to 2 s)
+    # while this process had nothing left to do. While this process computes, the pool's queue threads need
+    # the interpreter to hand the workers their next item and to read their results: a shorter switch interval
+    # (5 ms by default) gets it to them sooner.
+    unsent, order, futures, k = deque(items), [], {}, 0
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(interval, SWITCH_SECONDS))
+    try:
+        while unsent or futures:
+            if unsent and ready(pool, timeout=0):
+                order += [(pool.submit(fn, item), item) for item in unsent]
+                futures.update(order[len(order) - len(unsent):])
+                unsent.clear()
+            mine = unsent.popleft() if unsent else None
+            while mine is None and k < len(order):
+                fut, item = order[k]
+                k += 1
+                if fut.cancel():
+                    del futures[fut]
+                    mine = item
+            if mine is None:
+                wait(futures, return_when=FIRST_COMPLETED)
+            finished = [] if mine is None else [(mine, _Serial().submit(fn, mine))]
+            # dropped here, so a finished run's records are freed once stored
+            yield finished + [(futures.pop(f), f) for f in [f for f in futures if f.done()]]
+    finally:  # the caller stopped early (an error while storing): runs not yet started are not started
+        sys.setswitchinterval(interval)
+        for fut in futures:
+            fut.cancel()
+
+
+@contextmanager
+def executor(kind: str = "processes", jobs: int = 1, scheduler: str | None = None) -> Iterator[Executor]:
+    """A concurrent.futures executor: in-process, a local pool of `jobs` lanes, or Dask distributed.
+
+    Dask: connects to `scheduler` (tcp://host:port) if given, else starts a LocalCluster of `jobs`
+    single-threaded worker processes; tasks are impure (never deduplicated) and retried when a
+    worker dies.
+    """
+    if kind == "serial" or (kind == "processes" and jobs <= 1):
+        yield _Serial()
+    elif kind == "processes":
+        with _Pool(jobs) as pool:
+            yield pool
+    elif kind == "dask":
+        from distributed import Client, LocalCluster
+
+        cluster = None if scheduler else LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
+                                                      dashboard_address=None)
+        try:
+            with Client(scheduler or cluster, timeout="20s") as client:
+                yield client.get_executor(pure=False, retries=3)
+        finally:
+            if cluster is not None:
+                cluster.close()
+    else:
+        raise ValueError(f"executor {kind!r} is not one of {', '.join(EXECUTORS)}")
