@@ -2,12 +2,12 @@
 
     .venv/bin/python benchmarks/batch_jobs.py [--repeat 5] [--cli 3]
 
-In this process, after loading the compiled kernel as `sim bench` does: `bench.batch_jobs(loaded, 20)` (a
-40-run batch of 200 people x 294 days in SQLite: serial, on a pool of two made before the timed batch, on
-one made inside it) `--repeat` times, with the medians. Then `sim run` in fresh processes on
-benchmarks/store_cost.yaml resized the same way (20 replicates), with --jobs 1 and 2 in turn and a fresh
-store each time, `--cli` times each: the batch's wall time (from the store) and the time from the command's
-start to the line that reports the batch. The machines are shared: compare medians measured together.
+In this process, after loading the compiled kernel as `sim bench` does: `bench.batch_jobs(loaded, 20,
+repeat)` (a 40-run batch of 200 people x 294 days in SQLite, serial and on a pool of two made before the
+timed batch in turn `--repeat` times, with the medians, then once on a pool made inside the timed region).
+Then `sim run` in fresh processes on benchmarks/store_cost.yaml resized the same way (20 replicates), with
+--jobs 1 and 2 in turn and a fresh store each time, `--cli` times each: the batch's wall time (from the
+store) and the time from the command's start to the line that reports the batch. The machines are shared: compare medians measured together.
 """
 
 from __future__ import annotations
@@ -34,11 +34,10 @@ from sim.scenario import load  # noqa: E402
 
 
 def in_process(repeat: int) -> dict:
-    """Medians of `repeat` calls of bench.batch_jobs(loaded, 20)."""
+    """bench.batch_jobs(loaded, 20, repeat): `repeat` serial and pool batches in turn, with the medians."""
     loaded = load(bench.BENCH_SCENARIO)
     bench.trial_stacks(loaded, 4, 1)
-    rows = [bench.batch_jobs(loaded, 20) for _ in range(repeat)]
-    return {k: statistics.median(r[k] for r in rows) for k, v in rows[0].items() if isinstance(v, float)}
+    return bench.batch_jobs(loaded, 20, repeat)
 
 
 def through_cli(times: int) -> dict:

@@ -9,6 +9,8 @@ measured one after the other in this process, since the machines are shared and 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import platform
@@ -143,30 +145,45 @@ def million(size: int, builds: int = 3) -> dict:
     return res
 
 
-def batch_jobs(loaded, replicates: int) -> dict:
-    """A batch of 2 x `replicates` runs stored in SQLite, serial against a pool of two processes made (and
-    warmed up) before the timed batch, and against one made inside the timed region ("cold")."""
-    from sim.runs import batch, runner, store
+def batch_jobs(loaded, replicates: int, repeat: int = 7) -> dict:
+    """A batch of 2 x `replicates` runs stored in SQLite: serial and on a pool of two lanes made (and warmed up)
+    before the timed batch, in turn `repeat` times (median share and range), then once on a pool made inside
+    the timed region ("cold"). Each batch writes a fresh store."""
+    from sim.runs import batch, executors, store
 
     small = _sized(loaded, 200, 14, 28)
-    out = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, jobs in (("serial", 1), ("jobs2", 2), ("cold", 2)):
-            db = store.Store(f"sqlite:///{tmp}/{name}.db", create=True)
-            start = time.perf_counter()  # cold: the workers' start and warm-up are part of the figure
-            with runner.executor("processes", jobs) as pool:
-                if name != "cold":
-                    runner.ready(pool)
-                    start = time.perf_counter()
-                res = batch.run_batch(small, db, pool, replicates)
-                out[name] = (time.perf_counter() - start, res)
-            db.engine.dispose()
-    return {"what": f"a batch of {2 * replicates} runs (200 people x 294 days) stored in SQLite; pool of two made "
-                    "before the timed batch (jobs2) and inside it (jobs2_cold)",
-            "serial_s": out["serial"][0], "jobs2_s": out["jobs2"][0],
-            "jobs2_share_of_serial": out["jobs2"][0] / out["serial"][0], "jobs2_cold_s": out["cold"][0],
-            "jobs2_cold_share_of_serial": out["cold"][0] / out["serial"][0],
-            "serial_store_share": out["serial"][1].store_share}
+    times: dict = {"serial": [], "jobs2": []}
+
+    def timed(pool, name: str, tmp: str, k: int, start: float | None = None) -> tuple[float, object]:
+        db = store.Store(f"sqlite:///{tmp}/{name}{k}.db", create=True)
+        start = time.perf_counter() if start is None else start
+        res = batch.run_batch(small, db, pool, replicates)
+        wall = time.perf_counter() - start
+        db.engine.dispose()
+        return wall, res
+
+    # the batches' progress lines are not figures
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stderr(io.StringIO()):
+        with executors.executor("serial") as serial, executors.executor("processes", 2) as pool:
+            executors.ready(pool)
+            timed(serial, "first", tmp, 0)  # untimed: the store's code paths used once, as the kernel is
+            timed(pool, "first", tmp, 1)
+            for k in range(repeat):  # side by side: the machine's load moves both alike
+                times["serial"].append(timed(serial, "serial", tmp, k))
+                times["jobs2"].append(timed(pool, "jobs2", tmp, k))
+        start = time.perf_counter()  # cold: the workers' start and warm-up are part of the figure
+        with executors.executor("processes", 2) as pool:
+            cold = timed(pool, "cold", tmp, 0, start)[0]
+    serial = [w for w, _ in times["serial"]]
+    shares = sorted(j / s for (j, _), s in zip(times["jobs2"], serial))
+    return {"what": f"a batch of {2 * replicates} runs (200 people x 294 days) stored in SQLite, serial and with "
+                    f"--jobs 2 in turn {repeat} times after one untimed batch of each (pool made before them; medians), "
+                    "then once with the pool made inside the timed region (jobs2_cold)",
+            "serial_s": statistics.median(serial), "jobs2_s": statistics.median(w for w, _ in times["jobs2"]),
+            "jobs2_share_of_serial": statistics.median(shares), "jobs2_share_min": shares[0],
+            "jobs2_share_max": shares[-1], "jobs2_cold_s": cold,
+            "jobs2_cold_share_of_serial": cold / statistics.median(serial),
+            "serial_store_share": statistics.median(r.store_share for _, r in times["serial"])}
 
 
 def help_time() -> dict:
@@ -216,7 +233,7 @@ def run(out: Path, quick: bool = False, log=print) -> dict:
              ("hugepages", lambda: hugepages(20_000 if quick else 100_000, 1 if quick else 2)),
              ("against_reference_10k", lambda: against_reference(loaded, 2_000 if quick else 10_000, 2 if quick else 4)),
              ("million", lambda: million(100_000 if quick else 1_000_000)),
-             ("batch_jobs", lambda: batch_jobs(loaded, 5 if quick else 20)),
+             ("batch_jobs", lambda: batch_jobs(loaded, 5 if quick else 20, 2 if quick else 7)),
              ("help", help_time),
              ("bare_loop", lambda: bare_loop(100_000, 364))]
     for name, fn in steps:
