@@ -4,9 +4,12 @@ runs."""
 
 from __future__ import annotations
 
+import gc
 import os
+import signal
 import sys
 import time
+import weakref
 
 import pandas as pd
 import pytest
@@ -124,6 +127,56 @@ def test_items_not_started_when_the_caller_stops_are_never_run(tmp_path):
         for _ in executors.as_finished(pool, _logged, [str(log)] * 40):
             break  # as a batch does when storing fails
     assert len(log.read_text()) < 10  # the first item or two of each lane, not the 40
+
+
+class _Box:
+    """A result that can be watched (weakref) after it is handed over."""
+
+    def __init__(self, k: int):
+        self.k = k
+
+
+def _boxed(k: int) -> _Box:
+    time.sleep(0.01)
+    return _Box(k)
+
+
+def test_results_are_freed_once_the_caller_has_them_not_when_the_items_end():
+    alive: weakref.WeakSet = weakref.WeakSet()
+    with executors.executor("processes", 2) as pool:
+        assert executors.ready(pool, timeout=120)
+        rounds, handed = executors.as_finished(pool, _boxed, range(40)), 0
+        for finished in rounds:
+            for k, fut in finished:
+                alive.add(fut.result())
+                handed += 1
+            del finished, fut
+            if handed >= 30:
+                break
+        gc.collect()
+        assert len(alive) <= 2  # not every result handed over so far, held by the suspended generator
+        rounds.close()
+
+
+def test_a_pool_whose_worker_died_leaves_the_items_to_this_process():
+    with executors.executor("processes", 2) as pool:
+        assert executors.ready(pool, timeout=120)
+        for pid in list(pool._processes):
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while not pool._broken and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not executors.ready(pool, timeout=0)
+        got = [(k, fut.result()) for finished in executors.as_finished(pool, _where, range(5)) for k, fut in finished]
+    assert got == [(k, os.getpid()) for k in range(5)]
+
+
+def test_ctrl_c_in_this_process_is_not_held_in_a_future():
+    def interrupted(_):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        executors._Serial().submit(interrupted, 0)
 
 
 def test_a_batch_on_a_pool_stores_what_a_serial_one_does(tiny, tmp_path):

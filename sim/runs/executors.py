@@ -14,6 +14,7 @@ from concurrent.futures import (
     ProcessPoolExecutor,
     wait,
 )
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from functools import partial
 from typing import Callable, Iterable, Iterator, TypeVar
@@ -33,7 +34,7 @@ class _Serial(Executor):
         f: Future = Future()
         try:
             f.set_result(fn(*args, **kwargs))
-        except BaseException as e:  # noqa: BLE001 - handed to the caller through the future
+        except Exception as e:  # noqa: BLE001 - handed to the caller through the future (Ctrl-C is not)
             f.set_exception(e)
         return f
 
@@ -63,7 +64,8 @@ class _Pool(ProcessPoolExecutor):
         _widen(self._result_queue._reader)
 
     def map(self, fn, *iterables, timeout=None, chunksize=1):
-        """Executor.map, with this process computing items too; results in order."""
+        """Executor.map, with this process computing items too; results in order (items start when the first
+        result is asked for, not at the call)."""
         if timeout is not None or chunksize != 1:
             return super().map(fn, *iterables, timeout=timeout, chunksize=chunksize)
         return self._in_order(fn, list(zip(*iterables)))
@@ -96,11 +98,11 @@ def _widen(reader) -> None:
 
 def ready(pool: Executor, timeout: float = 120.0) -> bool:
     """Wait until a local pool's workers have all started and warmed up (True at once for other executors);
-    False if that took longer than `timeout` seconds."""
+    False if that took longer than `timeout` seconds, or the pool is broken (a worker died)."""
     count = getattr(pool, "ready_count", None)
     deadline = time.monotonic() + timeout
-    while count is not None and count.value < pool._max_workers:
-        if time.monotonic() > deadline:
+    while count is not None and (pool._broken or count.value < pool._max_workers):
+        if pool._broken or time.monotonic() > deadline:  # a worker died (in its start, or since)
             return False
         time.sleep(0.002)
     return True
@@ -147,38 +149,62 @@ def _shared(pool: _Pool, fn: Callable[[T], object], items: list[T]) -> Iterator[
     """as_finished on a local pool: this process computes items in order until the workers are ready (warmed up),
     then sends them all that is left; each time the caller asks for more, it takes back the first item no worker
     has started, computes it, and yields it with what the workers finished meanwhile; when none is left to take,
-    it waits for the workers."""
+    it waits for the workers. If the pool breaks before the items are sent, this process computes them all."""
     # A future that no worker has taken can be cancelled, so this process and the workers take items from one
     # queue, in order, and neither waits for the other. Items are not sent before the workers are ready: the
     # pool's queue hands a worker up to three at once, and those would wait for its start (0.2 s to 2 s)
-    # while this process had nothing left to do. While this process computes, the pool's queue threads need
-    # the interpreter to hand the workers their next item and to read their results: a shorter switch interval
-    # (5 ms by default) gets it to them sooner.
-    unsent, order, futures, k = deque(items), [], {}, 0
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(min(interval, SWITCH_SECONDS))
+    # while this process had nothing left to do.
+    unsent, order, futures = deque(items), deque(), {}
+    with _sharing():
+        try:
+            while unsent or futures:
+                if unsent and ready(pool, timeout=0):
+                    try:
+                        while unsent:
+                            fut = pool.submit(fn, unsent[0])
+                            order.append((fut, unsent.popleft()))
+                            futures[fut] = order[-1][1]
+                    except BrokenProcessPool:  # a worker died: what is not sent is computed here
+                        pass
+                mine = unsent.popleft() if unsent else None
+                while mine is None and order:  # workers take items in order: those before are theirs
+                    fut, item = order.popleft()
+                    if fut.cancel():
+                        del futures[fut]
+                        mine = item
+                if mine is None:
+                    wait(futures, return_when=FIRST_COMPLETED)
+                finished = [] if mine is None else [(mine, _Serial().submit(fn, mine))]
+                # dropped here, so a finished run's records are freed once stored
+                yield finished + [(futures.pop(f), f) for f in [f for f in futures if f.done()]]
+        finally:  # the caller stopped early (an error while storing): runs not yet started are not started
+            for fut in futures:
+                fut.cancel()
+
+
+_shares = 0  # _shared generators open in this process
+
+
+@contextmanager
+def _sharing() -> Iterator[None]:
+    """The interpreter's switch interval at SWITCH_SECONDS at most while this process computes beside its workers."""
+    # While this process computes, the pool's queue threads need the interpreter to hand the workers their next
+    # item and to read their results: a shorter switch interval (5 ms by default) gets it to them sooner. Counted,
+    # so that generators closed in any order restore the interval once, when the last one closes.
+    global _shares, _interval
+    if _shares == 0:
+        _interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(_interval, SWITCH_SECONDS))
+    _shares += 1
     try:
-        while unsent or futures:
-            if unsent and ready(pool, timeout=0):
-                order += [(pool.submit(fn, item), item) for item in unsent]
-                futures.update(order[len(order) - len(unsent):])
-                unsent.clear()
-            mine = unsent.popleft() if unsent else None
-            while mine is None and k < len(order):
-                fut, item = order[k]
-                k += 1
-                if fut.cancel():
-                    del futures[fut]
-                    mine = item
-            if mine is None:
-                wait(futures, return_when=FIRST_COMPLETED)
-            finished = [] if mine is None else [(mine, _Serial().submit(fn, mine))]
-            # dropped here, so a finished run's records are freed once stored
-            yield finished + [(futures.pop(f), f) for f in [f for f in futures if f.done()]]
-    finally:  # the caller stopped early (an error while storing): runs not yet started are not started
-        sys.setswitchinterval(interval)
-        for fut in futures:
-            fut.cancel()
+        yield
+    finally:
+        _shares -= 1
+        if _shares == 0:
+            sys.setswitchinterval(_interval)
+
+
+_interval = sys.getswitchinterval()
 
 
 @contextmanager
