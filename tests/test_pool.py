@@ -50,7 +50,6 @@ def _logged(path: str) -> None:
 
 
 def test_workers_start_and_warm_up_when_the_pool_is_made():
-    assert not workers.warm  # this process never warms up: a True below comes from the worker's own start
     with executors.executor("processes", 3) as pool:
         pids = {p.pid for p in pool._processes.values()}  # started now, before anything of ours is submitted
         assert len(pids) == 2 and os.getpid() not in pids  # three lanes: this process and two workers
@@ -59,6 +58,16 @@ def test_workers_start_and_warm_up_when_the_pool_is_made():
         got = [f.result() for f in [pool.submit(_probe, k) for k in range(4)]]  # submit: the workers alone
     assert {pid for pid, *_ in got} == pids
     assert all(warm and advance >= 1 and habit >= 1 for _, warm, advance, habit in got)
+
+
+def test_this_process_warms_up_beside_its_workers():
+    from sim.model import kernel
+
+    with executors._Pool(2):
+        deadline = time.monotonic() + 120
+        while not workers.warm and time.monotonic() < deadline:  # on a thread of its own, while the caller goes on
+            time.sleep(0.01)
+    assert workers.warm and kernel.advance.signatures
 
 
 def test_ready_does_not_wait_on_other_executors():

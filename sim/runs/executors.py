@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
+import threading
 import time
 from collections import deque
 from concurrent.futures import (
@@ -41,7 +42,7 @@ class _Serial(Executor):
 
 class _Pool(ProcessPoolExecutor):
     """A local pool of `jobs` lanes: this process and jobs - 1 worker processes, which start, and warm up on
-    `warm_up` (sim.runs.workers.start), as it is made. Through `as_finished` and `map` this process computes
+    `warm_up` (sim.runs.workers.start; this process on a thread of its own), as it is made. Through `as_finished` and `map` this process computes
     work items too, between storing those the workers finish; `submit` sends an item to the workers alone."""
 
     # A batch's own process stores every run; with a worker per core it would also take CPU from them, a third
@@ -62,6 +63,8 @@ class _Pool(ProcessPoolExecutor):
         for _ in range(jobs - 1):
             self.submit(int)
         _widen(self._result_queue._reader)
+        if warm_up is not None:  # this process is a lane too: it loads the compiled model meanwhile, not in the batch
+            threading.Thread(target=workers.warm_up, args=(warm_up,), name="sim-warm-up", daemon=True).start()
 
     def map(self, fn, *iterables, timeout=None, chunksize=1):
         """Executor.map, with this process computing items too; results in order (items start when the first

@@ -37,6 +37,8 @@ warm = False  # whether this process's warm-up ran through
 def start(ready_count=None, spec: dict | None = WARM_UP, owner: int | None = None) -> None:
     """Process-pool initializer: die with `owner` (the process that made the pool; the parent if None), warm
     up on the scenario `spec` (none if None), then count this worker in `ready_count` (a shared integer)."""
+    global warm
+    warm = False  # this worker's own warm-up, not one its parent ran before forking it
     die_with(owner)
     if spec is not None:
         warm_up(spec)
