@@ -176,9 +176,9 @@ def batch_jobs(loaded, replicates: int, repeat: int = 7) -> dict:
             cold = timed(pool, "cold", tmp, 0, start)[0]
     serial = [w for w, _ in times["serial"]]
     shares = sorted(j / s for (j, _), s in zip(times["jobs2"], serial))
-    return {"what": f"a batch of {2 * replicates} runs (200 people x 294 days) stored in SQLite, serial and with "
-                    f"--jobs 2 in turn {repeat} times after one untimed batch of each (pool made before them; medians), "
-                    "then once with the pool made inside the timed region (jobs2_cold)",
+    return {"what": f"a batch of {2 * replicates} runs (200 people x 294 days) stored in SQLite, serial and "
+                    f"with --jobs 2 in turn {repeat} times after one untimed batch of each (pool made before "
+                    "them; medians), then once with the pool made inside the timed region (jobs2_cold)",
             "serial_s": statistics.median(serial), "jobs2_s": statistics.median(w for w, _ in times["jobs2"]),
             "jobs2_share_of_serial": statistics.median(shares), "jobs2_share_min": shares[0],
             "jobs2_share_max": shares[-1], "jobs2_cold_s": cold,

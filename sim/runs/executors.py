@@ -41,9 +41,10 @@ class _Serial(Executor):
 
 
 class _Pool(ProcessPoolExecutor):
-    """A local pool of `jobs` lanes: this process and jobs - 1 worker processes, which start, and warm up on
-    `warm_up` (sim.runs.workers.start; this process on a thread of its own), as it is made. Through `as_finished` and `map` this process computes
-    work items too, between storing those the workers finish; `submit` sends an item to the workers alone."""
+    """A local pool of `jobs` lanes: this process and jobs - 1 worker processes, which start and warm up on
+    `warm_up` (sim.runs.workers.start; this process on a thread of its own) as it is made. Through `as_finished`
+    and `map` this process computes work items too, between storing those the workers finish; `submit` sends an
+    item to the workers alone."""
 
     # A batch's own process stores every run; with a worker per core it would also take CPU from them, a third
     # process on two cores. As one of the lanes it computes what the workers have not yet taken whenever it has
@@ -63,7 +64,7 @@ class _Pool(ProcessPoolExecutor):
         for _ in range(jobs - 1):
             self.submit(int)
         _widen(self._result_queue._reader)
-        if warm_up is not None:  # this process is a lane too: it loads the compiled model meanwhile, not in the batch
+        if warm_up is not None:  # a lane too: this process loads the compiled model meanwhile, not in the batch
             threading.Thread(target=workers.warm_up, args=(warm_up,), name="sim-warm-up", daemon=True).start()
 
     def map(self, fn, *iterables, timeout=None, chunksize=1):
@@ -185,7 +186,7 @@ def _shared(pool: _Pool, fn: Callable[[T], object], items: list[T]) -> Iterator[
                 fut.cancel()
 
 
-_shares = 0  # _shared generators open in this process
+_shares, _interval = 0, sys.getswitchinterval()  # _shared generators open in this process; the interval before
 
 
 @contextmanager
@@ -205,9 +206,6 @@ def _sharing() -> Iterator[None]:
         _shares -= 1
         if _shares == 0:
             sys.setswitchinterval(_interval)
-
-
-_interval = sys.getswitchinterval()
 
 
 @contextmanager
