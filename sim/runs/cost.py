@@ -37,7 +37,7 @@ class Estimate:
     def text(self) -> str:
         """One line: runs, agent-days, wall time and memory."""
         return (f"estimate: {self.runs:,} runs, {self.agent_days:.3g} agent-days (participants x days), about "
-                f"{_duration(self.seconds)} on {self.jobs} worker{'s' * (self.jobs > 1)}, about "
+                f"{_duration(self.seconds)} computing {self.jobs} run{'s' * (self.jobs > 1)} at once, about "
                 f"{_bytes(self.peak_bytes)} of memory at peak")
 
 
