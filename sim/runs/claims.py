@@ -22,7 +22,7 @@ from typing import Callable, Iterator
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from sim.runs import executors
+from sim.runs import executors, workers
 from sim.runs import store as st
 
 LEASE_SECONDS = 120.0
@@ -42,15 +42,7 @@ def _now() -> dt.datetime:
 def _alive(holder: str) -> bool:
     """Whether a holder on this host still runs (a holder elsewhere is judged by its lease alone)."""
     host, _, pid = holder.rpartition(":")
-    if host != socket.gethostname()[:100] or not pid.isdigit():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True
-    return True
+    return host != socket.gethostname()[:100] or not pid.isdigit() or workers.pid_alive(int(pid))
 
 
 class Claims:

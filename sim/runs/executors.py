@@ -105,8 +105,12 @@ def ready(pool: Executor, timeout: float = 120.0) -> bool:
     False if that took longer than `timeout` seconds, or the pool is broken (a worker died)."""
     count = getattr(pool, "ready_count", None)
     deadline = time.monotonic() + timeout
-    while count is not None and (pool._broken or count.value < pool._max_workers):
-        if pool._broken or time.monotonic() > deadline:  # a worker died (in its start, or since)
+    while count is not None:
+        if pool._broken:  # a worker died, in its start or since
+            return False
+        if count.value >= pool._max_workers:
+            return True
+        if time.monotonic() > deadline:
             return False
         time.sleep(0.002)
     return True
@@ -166,8 +170,8 @@ def _shared(pool: _Pool, fn: Callable[[T], object], items: list[T]) -> Iterator[
                     try:
                         while unsent:
                             fut = pool.submit(fn, unsent[0])
-                            order.append((fut, unsent.popleft()))
-                            futures[fut] = order[-1][1]
+                            futures[fut] = unsent.popleft()
+                            order.append((fut, futures[fut]))
                     except BrokenProcessPool:  # a worker died: what is not sent is computed here
                         pass
                 mine = unsent.popleft() if unsent else None

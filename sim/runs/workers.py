@@ -77,19 +77,21 @@ def die_with(owner: int | None = None) -> None:
         exited = os.pidfd_open(owner)
     except (AttributeError, OSError):  # not Linux, or the owner is already gone (checked below)
         exited = None
-    if os.getppid() != parent or not _alive(owner):  # gone before the watch was set up
+    if os.getppid() != parent or not pid_alive(owner):  # gone before the watch was set up
         os._exit(1)
     threading.Thread(target=_watch, args=(owner, parent, exited), name="sim-owner-watch", daemon=True).start()
 
 
-def _alive(pid: int) -> bool:
-    if sys.platform == "win32":  # os.kill(pid, 0) sends Ctrl-C there: rely on the parent check alone
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` on this host still runs (True where that cannot be told: Windows, whose
+    os.kill(pid, 0) sends Ctrl-C, or another user's process)."""
+    if sys.platform == "win32":
         return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # alive, someone else's (cannot be the owner, but do not guess)
+    except (PermissionError, OverflowError):
         return True
     return True
 
@@ -101,5 +103,5 @@ def _watch(owner: int, parent: int, exited: int | None) -> None:
                 os._exit(1)
         else:
             time.sleep(POLL_SECONDS)
-        if os.getppid() != parent or not _alive(owner):  # re-parented, or the owner is gone
+        if os.getppid() != parent or not pid_alive(owner):  # re-parented, or the owner is gone
             os._exit(1)
