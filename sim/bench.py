@@ -10,6 +10,7 @@ measured one after the other in this process, since the machines are shared and 
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import json
 import os
@@ -148,19 +149,34 @@ def million(size: int, builds: int = 3) -> dict:
 def batch_jobs(loaded, replicates: int, repeat: int = 7) -> dict:
     """A batch of 2 x `replicates` runs stored in SQLite: serial and on a pool of two lanes made (and warmed up)
     before the timed batch, in turn `repeat` times (median share and range), then once on a pool made inside
-    the timed region ("cold"). Each batch writes a fresh store."""
-    from sim.runs import batch, executors, store
+    the timed region ("cold"). Each batch writes a fresh store. Beside them, this machine's limit: the batch's
+    runs computed (nothing sent back or stored) in two halves at once, one on each lane, against both on one."""
+    from functools import partial
+
+    from sim.runs import batch, executors, runner, store
 
     small = _sized(loaded, 200, 14, 28)
-    times: dict = {"serial": [], "jobs2": []}
+    halves = [({0: small}, stack) for stack in runner.stacks([(0, t) for t in runner.tasks(small, replicates)], 1)]
+    compute = partial(batch.run_item, panel=False)
+    times: dict = {"serial": [], "jobs2": [], "one_lane": [], "two_lanes": []}
 
     def timed(pool, name: str, tmp: str, k: int, start: float | None = None) -> tuple[float, object]:
         db = store.Store(f"sqlite:///{tmp}/{name}{k}.db", create=True)
-        start = time.perf_counter() if start is None else start
+        if start is None:  # what making the store left (thousands of schema objects) is not the batch's to collect
+            gc.collect()
+            start = time.perf_counter()
         res = batch.run_batch(small, db, pool, replicates)
         wall = time.perf_counter() - start
         db.engine.dispose()
         return wall, res
+
+    def lanes(pool, both: bool) -> float:
+        gc.collect()
+        start = time.perf_counter()
+        other = pool.submit(compute, halves[1]) if both else None
+        compute(halves[0])
+        compute(halves[1]) if other is None else other.result()
+        return time.perf_counter() - start
 
     # the batches' progress lines are not figures
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stderr(io.StringIO()):
@@ -168,22 +184,31 @@ def batch_jobs(loaded, replicates: int, repeat: int = 7) -> dict:
             executors.ready(pool)
             timed(serial, "first", tmp, 0)  # untimed: the store's code paths used once, as the kernel is
             timed(pool, "first", tmp, 1)
-            for k in range(repeat):  # side by side: the machine's load moves both alike
+            lanes(pool, True)
+            for k in range(repeat):  # side by side: the machine's load moves all of them alike
                 times["serial"].append(timed(serial, "serial", tmp, k))
                 times["jobs2"].append(timed(pool, "jobs2", tmp, k))
+                times["one_lane"].append(lanes(pool, False))
+                times["two_lanes"].append(lanes(pool, True))
+        gc.collect()
         start = time.perf_counter()  # cold: the workers' start and warm-up are part of the figure
         with executors.executor("processes", 2) as pool:
             cold = timed(pool, "cold", tmp, 0, start)[0]
     serial = [w for w, _ in times["serial"]]
     shares = sorted(j / s for (j, _), s in zip(times["jobs2"], serial))
+    limit = sorted(two / one for two, one in zip(times["two_lanes"], times["one_lane"]))
     return {"what": f"a batch of {2 * replicates} runs (200 people x 294 days) stored in SQLite, serial and "
                     f"with --jobs 2 in turn {repeat} times after one untimed batch of each (pool made before "
-                    "them; medians), then once with the pool made inside the timed region (jobs2_cold)",
+                    "them; medians), then once with the pool made inside the timed region (jobs2_cold); "
+                    "two_lanes_share: the same runs computed (not stored) in two halves at once on the pool's two "
+                    "lanes, against both halves on one, measured in turn with the batches (this machine's limit)",
             "serial_s": statistics.median(serial), "jobs2_s": statistics.median(w for w, _ in times["jobs2"]),
             "jobs2_share_of_serial": statistics.median(shares), "jobs2_share_min": shares[0],
             "jobs2_share_max": shares[-1], "jobs2_cold_s": cold,
             "jobs2_cold_share_of_serial": cold / statistics.median(serial),
-            "serial_store_share": statistics.median(r.store_share for _, r in times["serial"])}
+            "serial_store_share": statistics.median(r.store_share for _, r in times["serial"]),
+            "two_lanes_share": statistics.median(limit), "two_lanes_share_min": limit[0],
+            "two_lanes_share_max": limit[-1]}
 
 
 def help_time() -> dict:

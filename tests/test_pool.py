@@ -105,6 +105,24 @@ def test_this_process_and_the_workers_share_the_items_each_once():
     assert sys.getswitchinterval() == interval  # lowered while sharing, restored after
 
 
+def test_this_process_computes_the_first_item_however_fast_the_pool_queues_the_rest(monkeypatch):
+    # sent all at once, the pool's queue could hand the first items to the worker before this process took one
+    # back, and this process began with a later (with guided stacks, bigger) item than the short head meant for it
+    with executors.executor("processes", 2) as pool:
+        assert executors.ready(pool, timeout=120)
+        submit = pool.submit
+
+        def slow_submit(*args, **kwargs):  # time for the pool's thread to queue each item as it is sent
+            fut = submit(*args, **kwargs)
+            time.sleep(0.02)
+            return fut
+
+        monkeypatch.setattr(pool, "submit", slow_submit)
+        rounds = list(executors.as_finished(pool, _where, range(6)))
+    assert rounds[0][0][0] == 0 and rounds[0][0][1].result() == os.getpid()
+    assert sorted(k for finished in rounds for k, _ in finished) == list(range(6))
+
+
 def test_items_wait_for_no_worker_that_is_not_ready():
     with executors.executor("processes", 2) as pool:  # its worker starts, imports and warms up: a second or so
         got = [(k, fut.result()) for finished in executors.as_finished(pool, _where, range(5)) for k, fut in finished]

@@ -155,9 +155,10 @@ def as_finished(pool: Executor, fn: Callable[[T], object], items: Iterable[T]) -
 
 def _shared(pool: _Pool, fn: Callable[[T], object], items: list[T]) -> Iterator[list[tuple[T, Future]]]:
     """as_finished on a local pool: this process computes items in order until the workers are ready (warmed up),
-    then sends them all that is left; each time the caller asks for more, it takes back the first item no worker
-    has started, computes it, and yields it with what the workers finished meanwhile; when none is left to take,
-    it waits for the workers. If the pool breaks before the items are sent, this process computes them all."""
+    then sends them all that is left after the one it computes next; each time the caller asks for more, it takes
+    back the first item no worker has started, computes it, and yields it with what the workers finished
+    meanwhile; when none is left to take, it waits for the workers. If the pool breaks before the items are sent,
+    this process computes them all."""
     # A future that no worker has taken can be cancelled, so this process and the workers take items from one
     # queue, in order, and neither waits for the other. Items are not sent before the workers are ready: the
     # pool's queue hands a worker up to three at once, and those would wait for its start (0.2 s to 2 s)
@@ -166,6 +167,9 @@ def _shared(pool: _Pool, fn: Callable[[T], object], items: list[T]) -> Iterator[
     with _sharing():
         try:
             while unsent or futures:
+                # this process's own item first, the rest sent after it: sent together, the pool's queue may hand
+                # the workers the first ones before this process asks for one back
+                mine = unsent.popleft() if unsent else None
                 if unsent and ready(pool, timeout=0):
                     try:
                         while unsent:
@@ -174,7 +178,6 @@ def _shared(pool: _Pool, fn: Callable[[T], object], items: list[T]) -> Iterator[
                             order.append((fut, futures[fut]))
                     except BrokenProcessPool:  # a worker died: what is not sent is computed here
                         pass
-                mine = unsent.popleft() if unsent else None
                 while mine is None and order:  # workers take items in order: those before are theirs
                     fut, item = order.popleft()
                     if fut.cancel():
