@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import sys
 import threading
 import time
@@ -21,7 +22,7 @@ from functools import partial
 from typing import Callable, Iterable, Iterator, TypeVar
 
 from sim.cli_defaults import EXECUTORS
-from sim.runs import workers
+from sim.runs import spill, workers
 
 T = TypeVar("T")
 RESULT_PIPE_BYTES = 1 << 20  # a local pool's result pipe: most stacks' records fit whole (Linux; else the default)
@@ -43,8 +44,9 @@ class _Serial(Executor):
 class _Pool(ProcessPoolExecutor):
     """A local pool of `jobs` lanes: this process and jobs - 1 worker processes, which start and warm up on
     `warm_up` (sim.runs.workers.start; this process on a thread of its own) as it is made. Through `as_finished`
-    and `map` this process computes work items too, between storing those the workers finish; `submit` sends an
-    item to the workers alone."""
+    and `map` this process computes work items too, between storing those the workers finish, and the workers'
+    run records come back by file (sim.runs.spill); `submit` sends an item to the workers alone, its result
+    through the pipe."""
 
     # A batch's own process stores every run; with a worker per core it would also take CPU from them, a third
     # process on two cores. As one of the lanes it computes what the workers have not yet taken whenever it has
@@ -56,6 +58,10 @@ class _Pool(ProcessPoolExecutor):
     def __init__(self, jobs: int, warm_up: dict | None = workers.WARM_UP):
         context = multiprocessing.get_context()
         self.jobs = jobs
+        try:  # the folder the workers write their results to (sim.runs.spill); without one, the pipe
+            self.spill: str | None = spill.folder()
+        except OSError:
+            self.spill = None
         self.ready_count = context.Value("i", 0)  # workers past their warm-up
         super().__init__(max_workers=jobs - 1, mp_context=context, initializer=workers.start,
                          initargs=(self.ready_count, warm_up, os.getpid()))
@@ -66,6 +72,12 @@ class _Pool(ProcessPoolExecutor):
         _widen(self._result_queue._reader)
         if warm_up is not None:  # a lane too: this process loads the compiled model meanwhile, not in the batch
             threading.Thread(target=workers.warm_up, args=(warm_up,), name="sim-warm-up", daemon=True).start()
+
+    def shutdown(self, wait=True, *, cancel_futures=False):
+        """Executor.shutdown, then the pool's results folder removed with any result not read."""
+        super().shutdown(wait=wait, cancel_futures=cancel_futures)
+        if self.spill is not None:
+            shutil.rmtree(self.spill, ignore_errors=True)
 
     def map(self, fn, *iterables, timeout=None, chunksize=1):
         """Executor.map, with this process computing items too; results in order (items start when the first
@@ -164,6 +176,8 @@ def _shared(pool: _Pool, fn: Callable[[T], object], items: list[T]) -> Iterator[
     # pool's queue hands a worker up to three at once, and those would wait for its start (0.2 s to 2 s)
     # while this process had nothing left to do.
     unsent, order, futures = deque(items), deque(), {}
+    # run records come back by file, read by this thread when it yields them (sim.runs.spill)
+    sent = fn if pool.spill is None else partial(spill.spilled, fn, pool.spill)
     with _sharing():
         try:
             while unsent or futures:
@@ -173,7 +187,7 @@ def _shared(pool: _Pool, fn: Callable[[T], object], items: list[T]) -> Iterator[
                 if unsent and ready(pool, timeout=0):
                     try:
                         while unsent:
-                            fut = pool.submit(fn, unsent[0])
+                            fut = pool.submit(sent, unsent[0])
                             futures[fut] = unsent.popleft()
                             order.append((fut, futures[fut]))
                     except BrokenProcessPool:  # a worker died: what is not sent is computed here
@@ -187,10 +201,20 @@ def _shared(pool: _Pool, fn: Callable[[T], object], items: list[T]) -> Iterator[
                     wait(futures, return_when=FIRST_COMPLETED)
                 finished = [] if mine is None else [(mine, _Serial().submit(fn, mine))]
                 # dropped here, so a finished run's records are freed once stored
-                yield finished + [(futures.pop(f), f) for f in [f for f in futures if f.done()]]
+                yield finished + [(futures.pop(f), _landed(f)) for f in [f for f in futures if f.done()]]
         finally:  # the caller stopped early (an error while storing): runs not yet started are not started
             for fut in futures:
                 fut.cancel()
+
+
+def _landed(fut: Future) -> Future:
+    """A finished worker's future, its records read from the pool's folder (spill.read) by this thread."""
+    out: Future = Future()
+    try:
+        out.set_result(spill.read(fut.result()))
+    except Exception as e:  # noqa: BLE001 - the item's own error, handed on as the future held it
+        out.set_exception(e)
+    return out
 
 
 _shares, _interval = 0, sys.getswitchinterval()  # _shared generators open in this process; the interval before
