@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import shutil
 import sys
 import threading
 import time
@@ -63,8 +62,13 @@ class _Pool(ProcessPoolExecutor):
         except OSError:
             self.spill = None
         self.ready_count = context.Value("i", 0)  # workers past their warm-up
-        super().__init__(max_workers=jobs - 1, mp_context=context, initializer=workers.start,
-                         initargs=(self.ready_count, warm_up, os.getpid()))
+        try:
+            super().__init__(max_workers=jobs - 1, mp_context=context, initializer=workers.start,
+                             initargs=(self.ready_count, warm_up, os.getpid()))
+        except BaseException:
+            if self.spill is not None:
+                spill.remove(self.spill)
+            raise
         # Workers start at the first submit (spawn: one per submit): one no-op per worker now, not waited for,
         # starts them all while the caller goes on (opens its store), not inside its batch.
         for _ in range(jobs - 1):
@@ -77,7 +81,7 @@ class _Pool(ProcessPoolExecutor):
         """Executor.shutdown, then the pool's results folder removed with any result not read."""
         super().shutdown(wait=wait, cancel_futures=cancel_futures)
         if self.spill is not None:
-            shutil.rmtree(self.spill, ignore_errors=True)
+            spill.remove(self.spill)
 
     def map(self, fn, *iterables, timeout=None, chunksize=1):
         """Executor.map, with this process computing items too; results in order (items start when the first
@@ -202,9 +206,15 @@ def _shared(pool: _Pool, fn: Callable[[T], object], items: list[T]) -> Iterator[
                 finished = [] if mine is None else [(mine, _Serial().submit(fn, mine))]
                 # dropped here, so a finished run's records are freed once stored
                 yield finished + [(futures.pop(f), _landed(f)) for f in [f for f in futures if f.done()]]
-        finally:  # the caller stopped early (an error while storing): runs not yet started are not started
-            for fut in futures:
-                fut.cancel()
+        finally:  # the caller stopped early (an error while storing): runs not yet started are not started,
+            for fut in futures:  # and the files of those a worker had taken are removed once they finish
+                if not fut.cancel():
+                    fut.add_done_callback(_discard)
+
+
+def _discard(fut: Future) -> None:
+    if not fut.cancelled() and fut.exception() is None:
+        spill.discard(fut.result())
 
 
 def _landed(fut: Future) -> Future:

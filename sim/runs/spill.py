@@ -6,7 +6,9 @@ Sent through the pool's pipe instead, a stack's records (about 100 kB a run) are
 through the pipe, and read and unpickled by the pool's queue thread, which takes the interpreter from the
 `sim` process's own computing and storing while it does: the 40-run batch of `sim bench` took 0.61-0.63 of the
 serial time that way, against 0.60-0.61 by file (docs/performance.md). Results other than lists of run records,
-and records a worker could not write (a full or missing folder), go through the pipe as they are.
+and records a worker could not write (a full or missing folder, an object column holding more than texts), go
+through the pipe as they are. The folder is locked while the pool's process lives, so a folder is removed only
+once no process holds it (not by its owner's pid, which another pid namespace sharing /dev/shm cannot see).
 """
 
 from __future__ import annotations
@@ -16,14 +18,23 @@ import itertools
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+
 ALIGN = 64  # each block starts at a multiple of this many bytes in the file
 PREFIX = "sim-pool-"  # a pool's folder: sim-pool-<pid of the process that made it>-<random>
+LOCK = "lock"  # the file in it whose lock the pool's process holds
+STALE_SECONDS = 60.0  # a folder older than this with no lock file is left from a process killed while making it
 _files = itertools.count()
+_locks: dict[str, int] = {}  # this process's folders and the descriptors holding their locks
 
 
 @dataclass(frozen=True)
@@ -38,22 +49,57 @@ class Spilled:
 
 
 def folder() -> str:
-    """A new folder for a pool's results, in memory where the system has it; folders left by pools whose process
-    is gone (killed before it could remove its own) are removed first."""
-    from sim.runs.workers import pid_alive
-
+    """A new folder for a pool's results, in memory where the system has it, locked while this process (or a
+    worker it forked) lives; folders of pools whose process is gone (killed before it could remove its own)
+    are removed first."""
     shm = "/dev/shm"
     base = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else tempfile.gettempdir()
     for old in Path(base).glob(f"{PREFIX}*"):
-        pid = old.name[len(PREFIX):].split("-")[0]
-        if pid.isdigit() and not pid_alive(int(pid)):
+        if _abandoned(old):
             shutil.rmtree(old, ignore_errors=True)
-    return tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=base)
+    path = tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=base)
+    if fcntl is not None:
+        fd = os.open(os.path.join(path, LOCK), os.O_CREAT | os.O_RDWR, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        _locks[path] = fd
+    return path
+
+
+def remove(path: str) -> None:
+    """Remove a pool's folder (and any result in it not read), releasing its lock."""
+    fd = _locks.pop(path, None)
+    shutil.rmtree(path, ignore_errors=True)
+    if fd is not None:
+        os.close(fd)
+
+
+def _abandoned(path: Path) -> bool:
+    # A folder is in use while its lock is held: by the process that made it, or a worker forked from it. Its
+    # owner's pid alone would not do: a process in another pid namespace sharing /dev/shm cannot see it, and
+    # pids are reused. A folder without its lock yet is one being made, unless it is old.
+    if fcntl is None:  # no locks here (Windows): a folder in the temporary folder is left to the system
+        return False
+    try:
+        fd = os.open(path / LOCK, os.O_RDWR)
+    except FileNotFoundError:
+        try:
+            return time.time() - path.stat().st_mtime > STALE_SECONDS
+        except OSError:
+            return False
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def spilled(fn, where: str, item):
     """A worker's work item: fn(item), a list of run records written to a file in `where` (a Spilled), or, if it
-    cannot be written there, as it is."""
+    cannot be written there (a full or missing folder, an object column holding more than texts), as it is."""
     from sim.runs.records import RunRecords
 
     result = fn(item)
@@ -61,13 +107,13 @@ def spilled(fn, where: str, item):
         return result
     try:
         return write(result, where)
-    except OSError:  # a full or missing folder: through the pipe, as before
+    except Exception:  # noqa: BLE001 - a full or missing folder, a column it cannot lay out: through the pipe
         return result
 
 
 def write(recs: list, where: str) -> Spilled:
     """Write the record arrays of `recs` (RunRecords) to one new file in `where`; what tells `read` where each
-    one lies."""
+    one lies. Raises TypeError for an object column holding anything but texts."""
     offset, runs, copies = 0, [], []
 
     def place(nbytes: int) -> int:
@@ -82,7 +128,9 @@ def write(recs: list, where: str) -> Spilled:
             texts = []
             for col, arr in cols.items():
                 if arr.dtype.kind == "O":  # texts: their UTF-8 bytes, and each one's length
-                    data = [str(v).encode() for v in arr]
+                    if not all(type(v) is str for v in arr):
+                        raise TypeError(f"column {col!r} of {name!r} holds other objects than texts")
+                    data = [v.encode() for v in arr]
                     raw = np.frombuffer(b"".join(data), np.uint8)
                     texts.append((col, [len(d) for d in data], place(raw.nbytes)))
                     copies.append((texts[-1][2], raw))
@@ -104,13 +152,25 @@ def write(recs: list, where: str) -> Spilled:
             for j, col in enumerate(what):
                 block[j] = col
     path = os.path.join(where, f"{os.getpid()}-{next(_files)}.rec")
-    buf.tofile(path)
+    try:
+        buf.tofile(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
     return Spilled(path, runs, offset)
 
 
 def _block(buf: np.ndarray, kind: str, names: list, rows: int, at: int) -> np.ndarray:
     dt = np.dtype(kind)
     return buf[at:at + len(names) * rows * dt.itemsize].view(dt).reshape(len(names), rows)
+
+
+def discard(result) -> None:
+    """Remove the file of a result no one will read (the caller stopped early)."""
+    if isinstance(result, Spilled):
+        with contextlib.suppress(OSError):
+            os.unlink(result.path)
 
 
 def read(result):
