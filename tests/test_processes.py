@@ -4,6 +4,7 @@ the same run, and never outlive the process that made them."""
 from __future__ import annotations
 
 import datetime as dt
+import glob
 import os
 import signal
 import socket
@@ -17,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from sim import scenario
-from sim.runs import claims, runner, store
+from sim.runs import claims, runner, spill, store
 from tests.conftest import TINY
 
 SIM = [sys.executable, "-m", "sim.cli"]
@@ -68,6 +69,10 @@ def test_pool_workers_exit_when_the_batch_is_killed(tmp_path):
         while _alive(workers) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not _alive(workers), "pool workers outlived their batch"
+        left = glob.glob(os.path.join(spill.base(), f"{spill.PREFIX}{proc.pid}-*"))
+        assert left  # the killed batch could not remove its results folder: the next pool does
+        spill.remove(spill.folder())
+        assert not any(os.path.exists(d) for d in left)
     finally:
         for pid in _alive(workers):
             os.kill(pid, signal.SIGKILL)

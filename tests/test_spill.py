@@ -123,7 +123,7 @@ def test_a_folder_is_removed_only_once_no_process_holds_its_lock(tmp_path):
     finally:
         holder.kill()
         holder.wait()
-    spill.folder()  # its holder gone, the other folder goes too
+    spill.remove(spill.folder())  # its holder gone, the other folder goes too
     assert not os.path.exists(other)
     for d in (mine, fresh):
         spill.remove(d)

@@ -52,17 +52,21 @@ def folder() -> str:
     """A new folder for a pool's results, in memory where the system has it, locked while this process (or a
     worker it forked) lives; folders of pools whose process is gone (killed before it could remove its own)
     are removed first."""
-    shm = "/dev/shm"
-    base = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else tempfile.gettempdir()
-    for old in Path(base).glob(f"{PREFIX}*"):
+    for old in Path(base()).glob(f"{PREFIX}*"):
         if _abandoned(old):
             shutil.rmtree(old, ignore_errors=True)
-    path = tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=base)
+    path = tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=base())
     if fcntl is not None:
         fd = os.open(os.path.join(path, LOCK), os.O_CREAT | os.O_RDWR, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)
         _locks[path] = fd
     return path
+
+
+def base() -> str:
+    """Where pools make their folders: /dev/shm (memory) where it can be written, else the temporary folder."""
+    shm = "/dev/shm"
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else tempfile.gettempdir()
 
 
 def remove(path: str) -> None:
