@@ -71,6 +71,11 @@ def test_a_records_file_cut_short_is_an_error_that_names_it(tiny, tmp_path):
     assert not os.path.exists(out.path)
 
 
+def _slow(item):
+    time.sleep(0.3)
+    return batch.run_item(item, panel=False)
+
+
 def test_a_pool_s_workers_send_records_by_file_read_by_this_process(tiny, monkeypatch):
     seen, read = [], spill.read
 
@@ -82,9 +87,8 @@ def test_a_pool_s_workers_send_records_by_file_read_by_this_process(tiny, monkey
     items = [({0: tiny}, [(0, t)]) for t in runner.tasks(tiny, 4)]
     with executors.executor("processes", 2) as pool:
         assert executors.ready(pool, timeout=120)
-        got = [(item, fut.result()) for finished in executors.as_finished(pool, partial(batch.run_item, panel=False),
-                                                                          items)
-               for item, fut in finished]
+        # each item held a while (_slow), so that the worker takes some while this process computes its own
+        got = [(item, fut.result()) for finished in executors.as_finished(pool, _slow, items) for item, fut in finished]
         folder = pool.spill
         assert os.listdir(folder) == [spill.LOCK]  # every file read is removed
     assert not os.path.exists(folder)  # and the folder with the pool
@@ -154,11 +158,6 @@ def test_an_object_column_of_more_than_texts_goes_through_the_pipe_unchanged(tmp
     recs = [RunRecords("s", "a", 0, "x", {"t": {"v": values, "n": np.arange(4.0)}})]
     out = spill.spilled(lambda item: recs, str(tmp_path), 0)
     assert out is recs and os.listdir(tmp_path) == []
-
-
-def _slow(item):
-    time.sleep(0.3)
-    return batch.run_item(item, panel=False)
 
 
 def test_files_of_results_no_one_reads_are_removed(tiny):

@@ -57,8 +57,16 @@ def folder() -> str:
             shutil.rmtree(old, ignore_errors=True)
     path = tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=base())
     if fcntl is not None:
-        fd = os.open(os.path.join(path, LOCK), os.O_CREAT | os.O_RDWR, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        fd = -1
+        try:  # locked before it takes its name, so that no other process finds it unlocked
+            fd = os.open(os.path.join(path, f"{LOCK}.new"), os.O_CREAT | os.O_RDWR, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.rename(os.path.join(path, f"{LOCK}.new"), os.path.join(path, LOCK))
+        except OSError:
+            if fd >= 0:
+                os.close(fd)
+            shutil.rmtree(path, ignore_errors=True)
+            raise
         _locks[path] = fd
     return path
 
