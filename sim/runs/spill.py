@@ -52,10 +52,11 @@ def folder() -> str:
     """A new folder for a pool's results, in memory where the system has it, locked while this process (or a
     worker it forked) lives; folders of pools whose process is gone (killed before it could remove its own)
     are removed first."""
-    for old in Path(base()).glob(f"{PREFIX}*"):
+    where = base()
+    for old in Path(where).glob(f"{PREFIX}*"):
         if _abandoned(old):
             shutil.rmtree(old, ignore_errors=True)
-    path = tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=base())
+    path = tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=where)
     if fcntl is not None:
         fd = -1
         try:  # locked before it takes its name, so that no other process finds it unlocked
@@ -126,7 +127,7 @@ def spilled(fn, where: str, item):
 def write(recs: list, where: str) -> Spilled:
     """Write the record arrays of `recs` (RunRecords) to one new file in `where`; what tells `read` where each
     one lies. Raises TypeError for an object column holding anything but texts."""
-    offset, runs, copies = 0, [], []
+    offset, runs, texts_at, blocks_at = 0, [], [], []  # what goes where in the file
 
     def place(nbytes: int) -> int:
         nonlocal offset
@@ -145,24 +146,23 @@ def write(recs: list, where: str) -> Spilled:
                     data = [v.encode() for v in arr]
                     raw = np.frombuffer(b"".join(data), np.uint8)
                     texts.append((col, [len(d) for d in data], place(raw.nbytes)))
-                    copies.append((texts[-1][2], raw))
+                    texts_at.append((texts[-1][2], raw))
                 else:  # the columns of a table are equally long: those of one dtype go as one block
                     kinds.setdefault(arr.dtype.str, []).append(col)
             blocks = []
             for kind, names in kinds.items():
                 rows = len(cols[names[0]])
                 blocks.append((kind, names, rows, place(len(names) * rows * np.dtype(kind).itemsize)))
-                copies.append((blocks[-1], [cols[c] for c in names]))
+                blocks_at.append((blocks[-1], [cols[c] for c in names]))
             tables[name] = (list(cols), blocks, texts)
         runs.append(replace(rec, tables=tables))
     buf = np.zeros(offset, np.uint8)
-    for at, what in copies:
-        if isinstance(at, int):
-            buf[at:at + what.nbytes] = what
-        else:
-            block = _block(buf, *at)
-            for j, col in enumerate(what):
-                block[j] = col
+    for at, raw in texts_at:
+        buf[at:at + raw.nbytes] = raw
+    for layout, columns in blocks_at:
+        block = _block(buf, *layout)
+        for j, col in enumerate(columns):
+            block[j] = col
     path = os.path.join(where, f"{os.getpid()}-{next(_files)}.rec")
     try:
         buf.tofile(path)
