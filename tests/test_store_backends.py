@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -231,3 +232,34 @@ def test_assessments_move_to_one_row_per_run_and_back_exactly(db_url):
         rows = c.execute(sa.text("SELECT run_id, pid, week, score FROM assessments ORDER BY run_id, pid, week")).all()
     db.engine.dispose()
     assert [tuple(r) for r in rows] == expected
+
+
+def test_runs_claimed_then_stored_carry_their_provenance_as_sqlalchemy_stores_it(db_url, tiny, monkeypatch):
+    from sim.runs import claims, store_write
+
+    db = store.Store(db_url, create=True)
+    sid = db.add_scenario(tiny)
+    bid = db.start_batch(sid, 2)
+    todo = runner.tasks(tiny, 2)
+    keys = {(0, t): store.run_key(tiny.sha256, t.arm, t.replicate, t.seed_label(tiny.scenario.seed)) for t in todo}
+    held = claims.Claims(db, keys, [sid], [bid], [tiny.scenario.seed])
+    assert held.take(list(keys))[0] == list(keys)  # as a batch does: the rows exist, running and claimed
+    recs = runner.run_tasks(tiny, todo, panel=False)
+    monkeypatch.setattr(store_write, "KEYS_PER_STATEMENT", 3)  # several statements' worth of keys
+    with warnings.catch_warnings():  # values reach the driver converted as SQLAlchemy converts them (not by
+        warnings.simplefilter("error", DeprecationWarning)  # sqlite3's default datetime adapter, deprecated)
+        assert db.save_runs([(keys[(0, t)], sid, bid, rec) for t, rec in zip(todo, recs)]) == [True] * 4
+    got = results.runs(db, scenario="tiny_store").sort_values(["replicate", "arm"])
+    assert (got.status == "done").all() and got.error.isna().all() and (got.batch_id == bid).all()
+    with db.engine.connect() as c:
+        rows = c.execute(sa.select(store.runs.c.claimed_by, store.runs.c.lease_until, store.runs.c.started_at,
+                                   store.runs.c.finished_at, store.runs.c.wall_seconds, store.runs.c.git_dirty)).all()
+        if db.engine.dialect.name == "sqlite":  # the text SQLAlchemy itself writes (as for the batch's start)
+            texts = c.exec_driver_sql("SELECT runs.finished_at, batches.started_at FROM runs, batches").all()
+            assert all(len(run) == len(batch) == 26 and run[10] == batch[10] == " " for run, batch in texts)
+    for claimed_by, lease_until, started, finished, wall, dirty in rows:
+        assert claimed_by is None and lease_until is None
+        assert abs((finished - started).total_seconds() - wall) < 1e-3 and wall > 0
+        assert dirty in (True, False, None)
+    assert db.done_keys([*keys.values(), "not-a-run"]) == set(keys.values())
+    assert db.done_keys(list(keys.values())[:2]) == set(list(keys.values())[:2])

@@ -250,21 +250,24 @@ class Store:
 
     def done_keys(self, keys: list[str], with_panel: bool = False) -> set[str]:
         """Those of the keys whose runs are stored complete (and, if `with_panel`, with their weekly panel)."""
-        wanted = set(keys)
-        q = sa.select(runs.c.key).where(runs.c.status == "done")
+        # by key (the unique index), so that the cost follows the runs asked about, not all the store holds
+        q = sa.select(runs.c.key).where(runs.c.status == "done", runs.c.key.in_(sa.bindparam("keys", expanding=True)))
         if with_panel:
             q = q.where(sa.exists().where(participant_weeks.c.run_id == runs.c.id))
+        keys, done = list(keys), set()
         with self.engine.connect() as c:
-            return {k for k in c.execute(q).scalars() if k in wanted}
+            for k in range(0, len(keys), store_write.KEYS_PER_STATEMENT):
+                done.update(c.execute(q, {"keys": keys[k:k + store_write.KEYS_PER_STATEMENT]}).scalars())
+        return done
 
     @staticmethod
     def _run_rows(c: sa.Connection, wanted: list[dict]) -> dict:
-        """The runs table's rows (key, id, status) of these runs by key, each given as the values of a new row
+        """The runs table's rows (id, status) of these runs by key, each run given as the values of a new row
         (key, scenario_id, batch_id, arm, replicate, seed); those not there yet are added as running."""
-        found = {r.key: r for r in c.execute(store_write.RUNS_BY_KEYS, {"keys": [w["key"] for w in wanted]})}
-        if new := [w for w in wanted if w["key"] not in found]:
+        found = store_write.run_rows(c, [w["key"] for w in wanted])
+        if new := [w for w in wanted if w["key"] not in found]:  # runs a batch claimed have their rows already
             c.execute(runs.insert(), [{**w, "status": "running"} for w in new])
-            found |= {r.key: r for r in c.execute(store_write.RUNS_BY_KEYS, {"keys": [w["key"] for w in new]})}
+            found |= store_write.run_rows(c, [w["key"] for w in new])
         return found
 
     def save_run(self, key: str, scenario_id: int, batch_id: int, rec: RunRecords, panel: bool = False) -> bool:
@@ -295,11 +298,9 @@ class Store:
                     store_write.write_records(c, [run_id for run_id, _, _ in todo], [rec for *_, rec in todo], panel)
                     version, model, packages, host = (provenance.code_version(), provenance.model_hash(),
                                                       provenance.package_versions(), provenance.host())
-                    c.execute(store_write.RUN_DONE, [{
-                        "run_id": run_id, "batch_id": batch_id, "code_version": version, "model_hash": model,
-                        "git_sha": sha, "git_dirty": dirty, "packages": packages, "host": host,
-                        "started_at": finished - dt.timedelta(seconds=rec.wall_seconds), "finished_at": finished,
-                        "wall_seconds": rec.wall_seconds} for run_id, batch_id, rec in todo])
+                    store_write.mark_done(c, [(batch_id, version, model, sha, dirty, packages, host,
+                                               finished - dt.timedelta(seconds=rec.wall_seconds), finished,
+                                               rec.wall_seconds, run_id) for run_id, batch_id, rec in todo])
             return saved
         except IntegrityError:  # another process inserted one of these run keys at the same moment
             return [self.save_run(*it, panel=panel) for it in items] if len(items) > 1 else [False]

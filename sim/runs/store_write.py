@@ -10,6 +10,9 @@ than `executemany` over row tuples, which steps SQLite's statement once per row.
 
 from __future__ import annotations
 
+import contextlib
+from typing import NamedTuple
+
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
@@ -28,15 +31,64 @@ from sim.runs.tables import (
 # statement costs little beside binding the values
 MAX_VARIABLES = 999
 
-# Store.save_runs's statements, built once: building and keying them anew costs more than SQLite takes to run them
-RUNS_BY_KEYS = sa.select(runs.c.key, runs.c.id, runs.c.status).where(runs.c.key.in_(sa.bindparam("keys", expanding=True)))
-CLEAR_RUNS = tuple(t.delete().where(t.c.run_id.in_(sa.bindparam("run_ids", expanding=True))) for t in CHILD_TABLES)
 # each record table with the name a run's records give it
 RECORD_TABLES = ((arm_days, "daily"), (participants, "participants"), (assessment_scores, "assessments"))
-RUN_DONE = runs.update().where(runs.c.id == sa.bindparam("run_id")).values(
-    status="done", error=None, claimed_by=None, lease_until=None,
-    **{k: sa.bindparam(k) for k in ("batch_id", "code_version", "model_hash", "git_sha", "git_dirty", "packages", "host",
-                                    "started_at", "finished_at", "wall_seconds")})
+# what marking a run done sets from its provenance, in this order, then the run's id
+DONE_VALUES = ("batch_id", "code_version", "model_hash", "git_sha", "git_dirty", "packages", "host", "started_at",
+               "finished_at", "wall_seconds")
+MARKS = {"qmark": "?", "format": "%s", "pyformat": "%s"}  # a driver's positional parameter (sqlite3, psycopg)
+KEYS_PER_STATEMENT = 500
+
+
+class RunRow(NamedTuple):
+    """A run's row in the runs table, as storing it needs it."""
+
+    id: int
+    status: str
+
+
+# Store.save_runs's statements on the runs table go to the driver as SQL text, as the record tables' INSERTs do:
+# SQLAlchemy's per-statement work (rendering an expanding IN, an execution context, each row's parameters through
+# its type processors in Python) cost about 0.3 ms a transaction more, several transactions per batch on the one
+# writer (docs/performance.md). Values still go through the column types' own bind processors, so they are
+# stored as SQLAlchemy stores them.
+def _marks(c: sa.Connection, n: int) -> str:
+    try:
+        return ", ".join([MARKS[c.dialect.paramstyle]] * n)
+    except KeyError:
+        raise NotImplementedError(f"no driver-level statements for paramstyle {c.dialect.paramstyle!r}") from None
+
+
+def run_rows(c: sa.Connection, keys: list[str]) -> dict[str, RunRow]:
+    """The runs table's rows (id, status) of those of these run keys it holds, by key."""
+    key = c.dialect.identifier_preparer.quote("key")
+    found = {}
+    with contextlib.closing(c.connection.dbapi_connection.cursor()) as cur:
+        for k in range(0, len(keys), KEYS_PER_STATEMENT):
+            part = keys[k:k + KEYS_PER_STATEMENT]
+            cur.execute(f"SELECT {key}, id, status FROM {runs.name} WHERE {key} IN ({_marks(c, len(part))})", part)
+            found.update((row[0], RunRow(row[1], row[2])) for row in cur.fetchall())
+    return found
+
+
+def clear_runs(c: sa.Connection, run_ids: list[int]) -> None:
+    """Remove every record row of these runs."""
+    with contextlib.closing(c.connection.dbapi_connection.cursor()) as cur:
+        for k in range(0, len(run_ids), KEYS_PER_STATEMENT):
+            part = run_ids[k:k + KEYS_PER_STATEMENT]
+            for table in CHILD_TABLES:
+                cur.execute(f"DELETE FROM {table.name} WHERE run_id IN ({_marks(c, len(part))})", part)
+
+
+def mark_done(c: sa.Connection, rows: list[tuple]) -> None:
+    """Mark runs done, their claims released: each row the DONE_VALUES of one run, then its id."""
+    mark, quote = _marks(c, 1), c.dialect.identifier_preparer.quote
+    to_driver = [runs.c[name].type.dialect_impl(c.dialect).bind_processor(c.dialect) for name in DONE_VALUES]
+    sql = (f"UPDATE {runs.name} SET status = 'done', error = NULL, claimed_by = NULL, lease_until = NULL, "
+           + ", ".join(f"{quote(name)} = {mark}" for name in DONE_VALUES) + f" WHERE id = {mark}")
+    params = [[v if f is None else f(v) for f, v in zip(to_driver, row[:-1])] + [row[-1]] for row in rows]
+    with contextlib.closing(c.connection.dbapi_connection.cursor()) as cur:
+        cur.executemany(sql, params)
 
 
 def column_values(arr: np.ndarray) -> list:
@@ -57,8 +109,7 @@ def column_values(arr: np.ndarray) -> list:
 
 def write_records(c: sa.Connection, run_ids: list[int], recs: list[RunRecords], panel: bool) -> None:
     """Write the record tables of several runs (with the weekly panel if `panel`), replacing any rows they had."""
-    for stmt in CLEAR_RUNS:  # a failed earlier attempt leaves no rows, but be sure
-        c.execute(stmt, {"run_ids": run_ids})
+    clear_runs(c, run_ids)  # a failed earlier attempt leaves no rows, but be sure
     for table, name in RECORD_TABLES + (((participant_weeks, "weekly"),) if panel else ()):
         parts = [r.tables[name] for r in recs]
         rows = [len(next(iter(p.values()))) for p in parts]
