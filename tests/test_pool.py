@@ -123,6 +123,27 @@ def test_this_process_computes_the_first_item_however_fast_the_pool_queues_the_r
     assert sorted(k for finished in rounds for k, _ in finished) == list(range(6))
 
 
+_BEGAN = None  # the pool's event in the test below (a worker forked with the pool inherits it)
+
+
+def _saw_a_worker_begin(_) -> tuple[int, bool]:
+    return os.getpid(), _BEGAN.is_set()
+
+
+def test_this_process_computes_its_first_item_once_a_worker_has_begun_one(monkeypatch):
+    # begun at once, this process's computing held the interpreter the pool's threads need to hand the worker its
+    # first item, and the worker began 1-10 ms later
+    global _BEGAN
+    monkeypatch.setattr(executors, "HANDOVER_SECONDS", 60.0)  # however loaded the machine, not a time limit here
+    with executors.executor("processes", 2) as pool:
+        assert executors.ready(pool, timeout=120)
+        _BEGAN = pool.began
+        rounds = list(executors.as_finished(pool, _saw_a_worker_begin, range(6)))
+    first, fut = rounds[0][0]
+    assert first == 0 and fut.result() == (os.getpid(), True)
+    assert sorted(k for finished in rounds for k, _ in finished) == list(range(6))
+
+
 def test_items_wait_for_no_worker_that_is_not_ready():
     with executors.executor("processes", 2) as pool:  # its worker starts, imports and warms up: a second or so
         got = [(k, fut.result()) for finished in executors.as_finished(pool, _where, range(5)) for k, fut in finished]

@@ -26,6 +26,7 @@ from sim.runs import spill, workers
 T = TypeVar("T")
 RESULT_PIPE_BYTES = 1 << 20  # a local pool's result pipe: most stacks' records fit whole (Linux; else the default)
 SWITCH_SECONDS = 0.001  # the interpreter's switch interval while this process computes beside its workers
+HANDOVER_SECONDS = 0.005  # how long this process waits, at most, for a worker to begin the first items it was sent
 
 
 class _Serial(Executor):
@@ -62,9 +63,10 @@ class _Pool(ProcessPoolExecutor):
         except OSError:
             self.spill = None
         self.ready_count = context.Value("i", 0)  # workers past their warm-up
+        self.began = context.Event()  # set by a worker as it begins a work item (workers.begin)
         try:
             super().__init__(max_workers=jobs - 1, mp_context=context, initializer=workers.start,
-                             initargs=(self.ready_count, warm_up, os.getpid()))
+                             initargs=(self.ready_count, warm_up, os.getpid(), self.began))
         except BaseException:
             if self.spill is not None:
                 spill.remove(self.spill)
@@ -171,7 +173,8 @@ def as_finished(pool: Executor, fn: Callable[[T], object], items: Iterable[T]) -
 
 def _shared(pool: _Pool, fn: Callable[[T], object], items: list[T]) -> Iterator[list[tuple[T, Future]]]:
     """as_finished on a local pool: this process computes items in order until the workers are ready (warmed up),
-    then sends them all that is left after the one it computes next; each time the caller asks for more, it takes
+    then sends them all that is left after the one it computes next and waits until a worker has begun one (at most
+    HANDOVER_SECONDS); each time the caller asks for more, it takes
     back the first item no worker has started, computes it, and yields it with what the workers finished
     meanwhile; when none is left to take, it waits for the workers. If the pool breaks before the items are sent,
     this process computes them all."""
@@ -181,7 +184,7 @@ def _shared(pool: _Pool, fn: Callable[[T], object], items: list[T]) -> Iterator[
     # while this process had nothing left to do.
     unsent, order, futures = deque(items), deque(), {}
     # run records come back by file, read by this thread when it yields them (sim.runs.spill)
-    sent = fn if pool.spill is None else partial(spill.spilled, fn, pool.spill)
+    sent = partial(workers.begin, fn if pool.spill is None else partial(spill.spilled, fn, pool.spill))
     with _sharing():
         try:
             while unsent or futures:
@@ -189,6 +192,7 @@ def _shared(pool: _Pool, fn: Callable[[T], object], items: list[T]) -> Iterator[
                 # the workers the first ones before this process asks for one back
                 mine = unsent.popleft() if unsent else None
                 if unsent and ready(pool, timeout=0):
+                    pool.began.clear()
                     try:
                         while unsent:
                             fut = pool.submit(sent, unsent[0])
@@ -196,6 +200,10 @@ def _shared(pool: _Pool, fn: Callable[[T], object], items: list[T]) -> Iterator[
                             order.append((fut, futures[fut]))
                     except BrokenProcessPool:  # a worker died: what is not sent is computed here
                         pass
+                    # the pool's two threads hand the first items over while this process waits (about 1 ms);
+                    # begun at once, its own computing would hold the interpreter they need, and the worker
+                    # began 1-10 ms later
+                    pool.began.wait(HANDOVER_SECONDS)
                 while mine is None and order:  # workers take items in order: those before are theirs
                     fut, item = order.popleft()
                     if fut.cancel():

@@ -32,19 +32,29 @@ WARM_UP = {"name": "warm_up", "seed": 0, "weeks": 1, "follow_up_weeks": 1, "popu
                                                                    "intensity": 0.6},
                                                   "support": {"kind": "class", "level": 0.5}}}}
 warm = False  # whether this process's warm-up ran through
+_began = None  # the pool's event this worker sets as it begins a work item (`begin`)
 
 
-def start(ready_count=None, spec: dict | None = WARM_UP, owner: int | None = None) -> None:
+def start(ready_count=None, spec: dict | None = WARM_UP, owner: int | None = None, began=None) -> None:
     """Process-pool initializer: die with `owner` (the process that made the pool; the parent if None), warm
-    up on the scenario `spec` (none if None), then count this worker in `ready_count` (a shared integer)."""
-    global warm
+    up on the scenario `spec` (none if None), then count this worker in `ready_count` (a shared integer);
+    `began` is an event this worker sets each time it begins a work item sent through `begin`."""
+    global warm, _began
     warm = False  # this worker's own warm-up, not one its parent ran before forking it
+    _began = began
     die_with(owner)
     if spec is not None:
         warm_up(spec)
     if ready_count is not None:
         with ready_count.get_lock():
             ready_count.value += 1
+
+
+def begin(fn, item):
+    """A worker's work item: tell the pool's process that this worker has begun it, then fn(item)."""
+    if _began is not None:
+        _began.set()
+    return fn(item)
 
 
 def warm_up(spec: dict = WARM_UP) -> None:
