@@ -174,10 +174,9 @@ def as_finished(pool: Executor, fn: Callable[[T], object], items: Iterable[T]) -
 def _shared(pool: _Pool, fn: Callable[[T], object], items: list[T]) -> Iterator[list[tuple[T, Future]]]:
     """as_finished on a local pool: this process computes items in order until the workers are ready (warmed up),
     then sends them all that is left after the one it computes next and waits until a worker has begun one (at most
-    HANDOVER_SECONDS); each time the caller asks for more, it takes
-    back the first item no worker has started, computes it, and yields it with what the workers finished
-    meanwhile; when none is left to take, it waits for the workers. If the pool breaks before the items are sent,
-    this process computes them all."""
+    HANDOVER_SECONDS); each time the caller asks for more, it takes back the first item no worker has started,
+    computes it, and yields it with what the workers finished meanwhile; when none is left to take, it waits for
+    the workers. If the pool breaks before the items are sent, this process computes them all."""
     # A future that no worker has taken can be cancelled, so this process and the workers take items from one
     # queue, in order, and neither waits for the other. Items are not sent before the workers are ready: the
     # pool's queue hands a worker up to three at once, and those would wait for its start (0.2 s to 2 s)
