@@ -24,7 +24,7 @@ from sim.cli_defaults import EXECUTORS
 from sim.runs import spill, workers
 
 T = TypeVar("T")
-RESULT_PIPE_BYTES = 1 << 20  # a local pool's result pipe: most stacks' records fit whole (Linux; else the default)
+RESULT_PIPE_BYTES = 1 << 20  # a local pool's result pipe: a stack's records fit whole when they cannot go by file
 SWITCH_SECONDS = 0.001  # the interpreter's switch interval while this process computes beside its workers
 HANDOVER_SECONDS = 0.005  # how long this process waits, at most, for a worker to begin the first items it was sent
 
@@ -109,7 +109,8 @@ def _widen(reader) -> None:
     """Make the pipe under a pool's result queue 1 MiB, where the system allows it."""
     # A worker's result is written through this pipe (64 KiB by default) while this process's queue thread reads
     # it; when this process is computing, that thread waits for the interpreter, so a worker with a bigger
-    # result than the pipe holds waits too, instead of taking its next item.
+    # result than the pipe holds waits too, instead of taking its next item. Run records normally come by file
+    # (sim.runs.spill); this is for those that cannot, and for other results (Linux; else the default).
     try:
         import fcntl
 

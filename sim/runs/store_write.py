@@ -36,7 +36,6 @@ RECORD_TABLES = ((arm_days, "daily"), (participants, "participants"), (assessmen
 # what marking a run done sets from its provenance, in this order, then the run's id
 DONE_VALUES = ("batch_id", "code_version", "model_hash", "git_sha", "git_dirty", "packages", "host", "started_at",
                "finished_at", "wall_seconds")
-MARKS = {"qmark": "?", "format": "%s", "pyformat": "%s"}  # a driver's positional parameter (sqlite3, psycopg)
 KEYS_PER_STATEMENT = 500
 
 
@@ -53,10 +52,8 @@ class RunRow(NamedTuple):
 # writer (docs/performance.md). Values still go through the column types' own bind processors, so they are
 # stored as SQLAlchemy stores them.
 def _marks(c: sa.Connection, n: int) -> str:
-    try:
-        return ", ".join([MARKS[c.dialect.paramstyle]] * n)
-    except KeyError:
-        raise NotImplementedError(f"no driver-level statements for paramstyle {c.dialect.paramstyle!r}") from None
+    # the driver's positional parameter: psycopg's on PostgreSQL, sqlite3's on SQLite (the store's two backends)
+    return ", ".join(["%s" if c.dialect.name == "postgresql" else "?"] * n)
 
 
 def run_rows(c: sa.Connection, keys: list[str]) -> dict[str, RunRow]:
