@@ -282,3 +282,31 @@ def test_stack_sizes_of_the_bench_batch_of_one_worker_and_of_groups():
     got = runner.stacks(todo, 2, 64, heads=2, key=lambda t: t[0])
     assert sum(got, []) == todo
     assert all(len({g for g, _ in s}) == 1 for s in got)  # a stack never mixes structures
+
+
+_COMPUTED: list = []  # the items a process computed (each worker has its own copy)
+
+
+def _noted(k: int) -> int:
+    _COMPUTED.append(k)
+    return os.getpid()
+
+
+def test_what_the_caller_does_meanwhile_runs_once_a_worker_has_begun_and_before_this_process_computes(monkeypatch):
+    # a batch writes its rows and claims there: on a pool, while the worker computes its first item
+    monkeypatch.setattr(executors, "HANDOVER_SECONDS", 60.0)
+    seen = []
+    with executors.executor("processes", 2) as pool:
+        assert executors.ready(pool, timeout=120)
+        _COMPUTED.clear()
+        rounds = list(executors.as_finished(pool, _noted, range(6), lambda: seen.append((pool.began.is_set(),
+                                                                                         len(_COMPUTED)))))
+        assert sorted(k for finished in rounds for k, _ in finished) == list(range(6))
+        assert seen == [(True, 0)] and _COMPUTED
+        assert list(executors.as_finished(pool, _noted, [], lambda: seen.append("none"))) == []
+        assert seen[1:] == ["none"]  # nothing to compute: still called, once
+    _COMPUTED.clear()
+    got = [fut.result() for finished in executors.as_finished(executors._Serial(), _noted, range(3),
+                                                                lambda: seen.append(len(_COMPUTED)))
+           for _, fut in finished]
+    assert seen[2:] == [0] and got == [os.getpid()] * 3

@@ -158,3 +158,61 @@ def test_waiting_ends_when_the_holder_stores_the_run_or_its_claim_lapses(held):
     t.join()
     assert left == [[items[1]]]  # taken over, for this process to compute
     assert c.done_elsewhere == [1]
+
+
+def test_looking_sorts_runs_into_stored_held_elsewhere_and_free_and_claims_none(held):
+    c, items = held
+    _claim_as(c, items[0], None, 0)
+    with c.db.engine.begin() as con:
+        con.execute(store.runs.update().where(store.runs.c.key == c.keys[items[0]]).values(status="done"))
+    _claim_as(c, items[1], "elsewhere:1", 60)  # another machine, lease running
+    _claim_as(c, items[2], "elsewhere:2", -1)  # lease ran out
+    assert c.look(items) == ([items[0]], [items[1]], items[2:])
+    with c.db.engine.connect() as con:
+        holders = dict(con.execute(sa.select(store.runs.c.key, store.runs.c.claimed_by)).all())
+    assert claims.owner() not in holders.values() and not c.mine
+
+
+def test_a_run_another_process_claims_after_the_batch_looked_is_left_to_it(tmp_path, monkeypatch):
+    """The workers begin the first stacks while the batch claims their runs: a run claimed elsewhere in between is
+    computed for nothing, never stored by this batch, and waited for until its holder has stored it."""
+    from sim.runs import batch, executors
+
+    monkeypatch.setattr(claims, "POLL_SECONDS", 0.05)
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    loaded = scenario.load(tmp_path / "tiny.yaml")
+    db = store.Store(f"sqlite:///{tmp_path / 'c.db'}", create=True)
+    sid, bid = db.add_scenario(loaded), db.start_batch(db.add_scenario(loaded), 2)  # the other process's batch
+    first = runner.tasks(loaded, 2)[0]
+    theirs = store.run_key(loaded.sha256, first.arm, first.replicate, first.seed_label(loaded.scenario.seed))
+    looked, stored = claims.Claims.look, []
+
+    def look(self, items):
+        out = looked(self, items)
+        until = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(seconds=60)
+        with db.engine.begin() as con:
+            con.execute(store.runs.insert().values(key=theirs, scenario_id=sid, batch_id=bid, arm=first.arm,
+                                                   replicate=0, seed="7/0", status="running",
+                                                   claimed_by="elsewhere:1", lease_until=until))
+        threading.Timer(0.3, stores_it).start()
+        return out
+
+    def stores_it():
+        with db.engine.begin() as con:
+            con.execute(store.runs.update().where(store.runs.c.key == theirs).values(
+                status="done", claimed_by=None, lease_until=None))
+
+    saving = store.Store.save_runs
+
+    def save_runs(self, items, panel=False):
+        stored.extend(key for key, *_ in items)
+        return saving(self, items, panel)
+
+    monkeypatch.setattr(claims.Claims, "look", look)
+    monkeypatch.setattr(store.Store, "save_runs", save_runs)
+    out = batch.run_batch(loaded, db, executors._Serial(), 2)
+    assert theirs not in stored and len(stored) == 3
+    assert (out.total, out.skipped, out.failed) == (4, 1, 0)
+    with db.engine.connect() as con:
+        rows = con.execute(sa.select(store.runs.c.key, store.runs.c.status, store.runs.c.claimed_by)).all()
+    assert sorted(r.status for r in rows) == ["done"] * 4 and not any(r.claimed_by for r in rows)

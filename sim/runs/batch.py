@@ -85,19 +85,20 @@ def run_batches(loaded: list[LoadedScenario], db: store.Store, executor: Executo
     one batch per scenario, in stacks of at most `stack_runs` runs advanced together; each finished run is
     stored as its stack arrives, by this single writer."""
     start = time.perf_counter()
-    scenario_ids = db.add_scenarios(loaded)
-    batch_ids = db.start_batches(scenario_ids, replicates, command, executor_name,
-                                 "participants-weekly" if panel else "")
-    keys, pending, totals = {}, [], []
-    for i, ls in enumerate(loaded):
-        todo = runner.tasks(ls, replicates)
-        for t in todo:
-            keys[(i, t)] = store.run_key(ls.sha256, t.arm, t.replicate, t.seed_label(ls.scenario.seed))
-        # with --record participants-weekly, runs stored without the panel run again to add it
-        done = db.done_keys([keys[(i, t)] for t in todo], with_panel=panel)
-        mine = [(i, t) for t in todo if keys[(i, t)] not in done]
-        pending += mine
-        totals.append((len(todo), len(todo) - len(mine)))
+    keys = {(i, t): store.run_key(ls.sha256, t.arm, t.replicate, t.seed_label(ls.scenario.seed))
+            for i, ls in enumerate(loaded) for t in runner.tasks(ls, replicates)}
+    held = claims.Claims(db, keys, [], [], [ls.scenario.seed for ls in loaded], panel)
+    # with --record participants-weekly, runs stored without the panel run again to add it
+    done, busy, pending = held.look(list(keys))
+    totals = [(replicates * len(ls.scenario.arms), 0) for ls in loaded]
+    for i, _ in done:
+        totals[i] = (totals[i][0], totals[i][1] + 1)
+
+    def begin() -> None:  # written while the workers begin their first stacks (claims.Claims.as_finished)
+        held.scenario_ids = db.add_scenarios(loaded)
+        held.batch_ids = db.start_batches(held.scenario_ids, replicates, command, executor_name,
+                                          "participants-weekly" if panel else "")
+
     failed, store_seconds = [0] * len(loaded), [0.0] * len(loaded)
     progress = Progress(label or loaded[0].scenario.name, len(pending))
     # pending runs go out in stacks (a sweep's points together when they share their structure), each
@@ -116,11 +117,16 @@ def run_batches(loaded: list[LoadedScenario], db: store.Store, executor: Executo
                 for stack in runner.stacks([p for group in groups.values() for p in group], workers, stack_runs,
                                            heads=workers if workers > 1 else 0, key=lambda p: shape[p[0]])]
 
-    held = claims.Claims(db, keys, scenario_ids, batch_ids, [ls.scenario.seed for ls in loaded], panel).start()
+    held.start()
     try:
-        for finished in held.as_finished(executor, partial(run_item, panel=panel), pending, stacked, panel):
+        for finished in held.as_finished(executor, partial(run_item, panel=panel), pending, stacked, panel,
+                                         busy, begin):
             t0, ok, counted, recs = time.perf_counter(), [], [], None
-            for (_, stack), fut in finished:
+            scenario_ids, batch_ids = held.scenario_ids, held.batch_ids
+            for (_, whole), fut in finished:
+                stack = [x for x in whole if x in held.mine]  # runs claimed elsewhere meanwhile are theirs
+                if not stack:
+                    continue
                 try:
                     recs = fut.result()
                 except Exception as e:  # noqa: BLE001 - a failed stack's runs are stored as failed and reported
@@ -131,12 +137,13 @@ def run_batches(loaded: list[LoadedScenario], db: store.Store, executor: Executo
                                         t.seed_label(loaded[i].scenario.seed), error)
                     counted.append((stack, True))
                     continue
-                ok += [(keys[(i, t)], scenario_ids[i], batch_ids[i], rec) for (i, t), rec in zip(stack, recs)]
+                ok += [(keys[(i, t)], scenario_ids[i], batch_ids[i], rec) for (i, t), rec in zip(whole, recs)
+                       if (i, t) in held.mine]
                 counted.append((stack, False))
             if ok:  # the stacks that finished together, in one transaction
                 db.save_runs(ok, panel=panel)
             del ok, finished, recs  # freed once stored
-            each = (time.perf_counter() - t0) / sum(len(stack) for stack, _ in counted)
+            each = (time.perf_counter() - t0) / max(sum(len(stack) for stack, _ in counted), 1)
             for stack, bad in counted:
                 for i, _ in stack:
                     store_seconds[i] += each
@@ -145,6 +152,6 @@ def run_batches(loaded: list[LoadedScenario], db: store.Store, executor: Executo
         progress.close()
         held.release()
     wall = time.perf_counter() - start
-    db.finish_batches(batch_ids, wall, store_seconds)
+    db.finish_batches(held.batch_ids, wall, store_seconds)
     return [BatchOutcome(b, total, skipped + elsewhere, f, wall, s) for b, (total, skipped), f, s, elsewhere
-            in zip(batch_ids, totals, failed, store_seconds, held.done_elsewhere)]
+            in zip(held.batch_ids, totals, failed, store_seconds, held.done_elsewhere)]

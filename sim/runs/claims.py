@@ -1,11 +1,13 @@
 """Claims on runs, so that two `sim run` processes on one scenario and store do not both compute a run.
 
-Before a batch computes its pending runs it claims them: each run's row gets `claimed_by` (host:pid) and
-`lease_until`, in one transaction (SQLite's BEGIN IMMEDIATE, or row locks on PostgreSQL). Runs another live
-process holds are left to it; once this batch's own runs are done it waits for those, and computes any
-whose holder died. A claim is fresh while its lease runs (renewed every RENEW_SECONDS by a thread) and, on
-the same host, while its process is alive, so a batch killed with kill -9 blocks nothing: the next run
-of the command takes its runs over at once (from another host: once the lease of LEASE_SECONDS ends).
+A batch looks at its runs first (`look`: stored, held by another live process, or free), then claims the free
+ones while its workers begin the first of them: each run's row gets `claimed_by` (host:pid) and `lease_until`,
+in one transaction (SQLite's BEGIN IMMEDIATE, or row locks on PostgreSQL). Runs another live process holds are
+left to it (one claimed in between is computed for nothing and not stored); once this batch's own runs are done
+it waits for those, and computes any whose holder died. A claim is fresh while its lease runs (renewed every
+RENEW_SECONDS by a thread) and, on the same host, while its process is alive, so a batch killed with kill -9
+blocks nothing: the next run of the command takes its runs over at once (from another host: once the lease of
+LEASE_SECONDS ends).
 """
 
 from __future__ import annotations
@@ -50,11 +52,12 @@ class Claims:
 
     def __init__(self, db: st.Store, keys: dict, scenario_ids: list[int], batch_ids: list[int], seeds: list[int],
                  panel: bool = False):
-        """`keys` maps (scenario index, Task) to run keys; ids and seeds are per scenario index; with `panel`,
-        a run stored without the weekly panel is still to do."""
+        """`keys` maps (scenario index, Task) to run keys; ids and seeds are per scenario index (the ids may be
+        set later, before the first `take`); with `panel`, a run stored without the weekly panel is still to do."""
         self.db, self.keys, self.me, self.panel = db, keys, owner(), panel
         self.scenario_ids, self.batch_ids, self.seeds = scenario_ids, batch_ids, seeds
-        self.done_elsewhere = [0] * len(scenario_ids)
+        self.done_elsewhere = [0] * len(seeds)
+        self.mine: set = set()  # the items this process has claimed
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -97,31 +100,47 @@ class Claims:
                 time.sleep(0.2 * (attempt + 1))
         raise AssertionError("unreachable")
 
+    def look(self, items: list) -> tuple[list, list, list]:
+        """Sort the items as they stand, claiming nothing: (those stored complete, those another live process
+        holds, the others)."""
+        done, busy, free = [], [], []
+        with self.db.engine.connect() as c:
+            found, now = self._rows(c, items, lock=False), _now()
+        for item in items:
+            row = found.get(self.keys[item])
+            (done if row is not None and row.done else busy if self._elsewhere(row, now) else free).append(item)
+        return done, busy, free
+
+    def _rows(self, c: sa.Connection, items: list, lock: bool) -> dict:
+        """The runs table's rows of the items, by key: claim holder, lease, whether stored complete."""
+        found, wanted = {}, [self.keys[x] for x in items]
+        stored = sa.exists().where(st.participant_weeks.c.run_id == st.runs.c.id) if self.panel else sa.true()
+        for start in range(0, len(wanted), 500):
+            q = (sa.select(st.runs.c.key, st.runs.c.claimed_by, st.runs.c.lease_until,
+                           sa.and_(st.runs.c.status == "done", stored).label("done"))
+                 .where(st.runs.c.key.in_(wanted[start:start + 500])))
+            found.update({r.key: r for r in c.execute(q.with_for_update(of=st.runs) if lock else q)})
+        return found
+
+    def _elsewhere(self, row, now: dt.datetime) -> bool:
+        """Whether a run's row is claimed by another process that is alive and whose lease runs."""
+        return (row is not None and row.claimed_by not in (None, self.me) and row.lease_until is not None
+                and row.lease_until > now and _alive(row.claimed_by))
+
     def _take(self, items: list) -> tuple[list, list]:
         if self.db.read_only or not items:
+            self.mine.update(items)
             return list(items), []
         now = _now()
         until = now + dt.timedelta(seconds=LEASE_SECONDS)
         mine, others = [], []
         with self.db.engine.begin() as c:
-            found = {}
-            wanted = [self.keys[x] for x in items]
-            stored = (sa.exists().where(st.participant_weeks.c.run_id == st.runs.c.id) if self.panel
-                      else sa.true())
-            for start in range(0, len(wanted), 500):
-                q = (sa.select(st.runs.c.key, st.runs.c.claimed_by, st.runs.c.lease_until,
-                               sa.and_(st.runs.c.status == "done", stored).label("done"))
-                     .where(st.runs.c.key.in_(wanted[start:start + 500])).with_for_update(of=st.runs))
-                found.update({r.key: r for r in c.execute(q)})
+            found = self._rows(c, items, lock=True)
             new, renew = [], []
             for item in items:
-                key = self.keys[item]
-                row = found.get(key)
+                row = found.get(self.keys[item])
                 # a run stored since the batch looked (by a process that has let go of it) is not computed again
-                held = row is not None and (bool(row.done) or (
-                    row.claimed_by not in (None, self.me) and row.lease_until is not None
-                    and row.lease_until > now and _alive(row.claimed_by)))
-                if held:
+                if row is not None and row.done or self._elsewhere(row, now):
                     others.append(item)
                     continue
                 mine.append(item)
@@ -134,6 +153,7 @@ class Claims:
                     {"key": self.keys[(i, t)], "scenario_id": self.scenario_ids[i], "batch_id": self.batch_ids[i],
                      "arm": t.arm, "replicate": t.replicate, "seed": t.seed_label(self.seeds[i]),
                      "status": "running", "claimed_by": self.me, "lease_until": until} for i, t in new])
+        self.mine.update(mine)
         return mine, others
 
     def wait(self, others: list, panel: bool) -> Iterator[list]:
@@ -159,10 +179,21 @@ class Claims:
                 time.sleep(POLL_SECONDS)
 
     def as_finished(self, executor: Executor, fn: Callable, pending: list, items_of: Callable[[list], list],
-                    panel: bool) -> Iterator:
+                    panel: bool, busy: list = (), before: Callable[[], object] | None = None) -> Iterator:
         """executors.as_finished over the work items (`items_of` a list of pending runs) of the runs this process
-        could claim, then of those left to it by other processes, waiting for the rest to be stored by them."""
-        mine, others = self.take(pending)
-        yield from executors.as_finished(executor, fn, items_of(mine))
-        for left in self.wait(others, panel):
+        could claim, then of those left to it by other processes, waiting for the rest to be stored by them.
+
+        Runs `busy` (another process held them when the batch looked, `look`) are only waited for. The others are
+        claimed while the workers begin the first items, after `before()` (the batch writing its rows): a run
+        claimed or stored elsewhere in between is computed for nothing, not stored (the caller stores only the
+        runs in `mine`) and waited for."""
+        others: list = []
+
+        def claim() -> None:
+            if before is not None:
+                before()
+            others.extend(self.take(pending)[1])
+
+        yield from executors.as_finished(executor, fn, items_of(pending), meanwhile=claim)
+        for left in self.wait(others + list(busy), panel):
             yield from executors.as_finished(executor, fn, items_of(left))

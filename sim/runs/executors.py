@@ -147,22 +147,29 @@ def workers_of(pool: Executor) -> int:
     return max(int(n or 1), 1)
 
 
-def as_finished(pool: Executor, fn: Callable[[T], object], items: Iterable[T]) -> Iterator[list[tuple[T, Future]]]:
-    """Yield, each time runs have finished, those (item, future of fn(item)) that finished since the last time.
+def as_finished(pool: Executor, fn: Callable[[T], object], items: Iterable[T],
+                meanwhile: Callable[[], object] | None = None) -> Iterator[list[tuple[T, Future]]]:
+    """Yield, each time runs have finished, those (item, future of fn(item)) that finished since the last time;
+    `meanwhile()` is called once, as soon as the workers have their first items and before this process
+    computes any, so that what it does there (a batch writing its rows and claims) costs the workers nothing.
 
     In-process, items run one at a time as they are asked for, so the caller stores each run before the
     next starts (a batch killed midway keeps what it finished); pools get every item at once, and a local
     pool's own process computes those its workers have not started (`_shared`).
     """
     if isinstance(pool, _Serial):
+        if meanwhile is not None:
+            meanwhile()
         for item in items:
             yield [(item, pool.submit(fn, item))]
         return
     if isinstance(pool, _Pool):
-        yield from _shared(pool, fn, list(items))
+        yield from _shared(pool, fn, list(items), meanwhile)
         return
     futures = {pool.submit(fn, item): item for item in items}
     try:
+        if meanwhile is not None:
+            meanwhile()
         while futures:
             wait(futures, return_when=FIRST_COMPLETED)
             # dropped here, so a finished run's records are freed once stored
@@ -172,7 +179,8 @@ def as_finished(pool: Executor, fn: Callable[[T], object], items: Iterable[T]) -
             fut.cancel()
 
 
-def _shared(pool: _Pool, fn: Callable[[T], object], items: list[T]) -> Iterator[list[tuple[T, Future]]]:
+def _shared(pool: _Pool, fn: Callable[[T], object], items: list[T],
+            meanwhile: Callable[[], object] | None = None) -> Iterator[list[tuple[T, Future]]]:
     """as_finished on a local pool: this process computes items in order until the workers are ready (warmed up),
     then sends them all that is left after the one it computes next and waits until a worker has begun one (at most
     HANDOVER_SECONDS); each time the caller asks for more, it takes back the first item no worker has started,
@@ -201,9 +209,12 @@ def _shared(pool: _Pool, fn: Callable[[T], object], items: list[T]) -> Iterator[
                     except BrokenProcessPool:  # a worker died: what is not sent is computed here
                         pass
                     # the pool's two threads hand the first items over while this process waits (about 1 ms);
-                    # begun at once, its own computing would hold the interpreter they need, and the worker
-                    # began 1-10 ms later
+                    # begun at once, its own work would hold the interpreter they need, and the worker began
+                    # 1-10 ms later
                     pool.began.wait(HANDOVER_SECONDS)
+                if meanwhile is not None:
+                    meanwhile()
+                    meanwhile = None
                 while mine is None and order:  # workers take items in order: those before are theirs
                     fut, item = order.popleft()
                     if fut.cancel():
@@ -214,6 +225,8 @@ def _shared(pool: _Pool, fn: Callable[[T], object], items: list[T]) -> Iterator[
                 finished = [] if mine is None else [(mine, _Serial().submit(fn, mine))]
                 # dropped here, so a finished run's records are freed once stored
                 yield finished + [(futures.pop(f), _landed(f)) for f in [f for f in futures if f.done()]]
+            if meanwhile is not None:  # no items at all
+                meanwhile()
         finally:  # the caller stopped early (an error while storing): runs not yet started are not started,
             for fut in futures:  # and the files of those a worker had taken are removed once they finish
                 if not fut.cancel():
