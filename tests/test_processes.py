@@ -216,3 +216,33 @@ def test_a_run_another_process_claims_after_the_batch_looked_is_left_to_it(tmp_p
     with db.engine.connect() as con:
         rows = con.execute(sa.select(store.runs.c.key, store.runs.c.status, store.runs.c.claimed_by)).all()
     assert sorted(r.status for r in rows) == ["done"] * 4 and not any(r.claimed_by for r in rows)
+
+
+def _claimed(db: store.Store) -> list:
+    with db.engine.connect() as con:
+        return con.execute(sa.select(store.runs.c.key).where(store.runs.c.claimed_by.is_not(None))).scalars().all()
+
+
+def test_a_batch_leaves_no_claim_behind(tmp_path, monkeypatch):
+    """Whether its runs are stored, stored again to add their weekly panel, or not stored because storing failed,
+    a batch ends holding no claim (a claim stored runs cleared is not looked for again)."""
+    from sim.runs import batch, executors
+
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    loaded = scenario.load(tmp_path / "tiny.yaml")
+    db = store.Store(f"sqlite:///{tmp_path / 'c.db'}", create=True)
+    assert batch.run_batch(loaded, db, executors._Serial(), 2).total == 4 and _claimed(db) == []
+    assert batch.run_batch(loaded, db, executors._Serial(), 2, panel=True).skipped == 0  # each run again
+    assert _claimed(db) == []
+    saving, calls = store.Store.save_runs, []
+
+    def fails_after_one(self, items, panel=False):
+        calls.append(len(items))
+        if len(calls) > 1:
+            raise store.StoreError("the disk is full")
+        return saving(self, items, panel)
+
+    monkeypatch.setattr(store.Store, "save_runs", fails_after_one)
+    with pytest.raises(store.StoreError):
+        batch.run_batch(loaded, db, executors._Serial(), 3)
+    assert calls[0] < 2 and _claimed(db) == []  # the runs not stored were claimed, and are released

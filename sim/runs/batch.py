@@ -135,6 +135,7 @@ def run_batches(loaded: list[LoadedScenario], db: store.Store, executor: Executo
                         failed[i] += 1
                         db.save_failure(keys[(i, t)], scenario_ids[i], batch_ids[i], t.arm, t.replicate,
                                         t.seed_label(loaded[i].scenario.seed), error)
+                        held.settle([(i, t)])
                     counted.append((stack, True))
                     continue
                 ok += [(keys[(i, t)], scenario_ids[i], batch_ids[i], rec) for (i, t), rec in zip(whole, recs)
@@ -142,6 +143,7 @@ def run_batches(loaded: list[LoadedScenario], db: store.Store, executor: Executo
                 counted.append((stack, False))
             if ok:  # the stacks that finished together, in one transaction
                 db.save_runs(ok, panel=panel)
+                held.settle(x for stack, bad in counted if not bad for x in stack)
             del ok, finished, recs  # freed once stored
             each = (time.perf_counter() - t0) / max(sum(len(stack) for stack, _ in counted), 1)
             for stack, bad in counted:

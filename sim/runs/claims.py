@@ -58,6 +58,7 @@ class Claims:
         self.scenario_ids, self.batch_ids, self.seeds = scenario_ids, batch_ids, seeds
         self.done_elsewhere = [0] * len(seeds)
         self.mine: set = set()  # the items this process has claimed
+        self._open: set = set()  # those of them whose claim storing has not yet cleared (`settle`)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -67,11 +68,17 @@ class Claims:
         self._thread.start()
         return self
 
+    def settle(self, items) -> None:
+        """Note items stored, done or failed: storing a run clears its claim."""
+        self._open.difference_update(items)
+
     def release(self) -> None:
         """Stop renewing and release every claim this process still holds (runs it did not finish)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        if not self._open:  # every run claimed was stored: no claim is left (and no scan of the runs table)
+            return
         try:
             with self.db.engine.begin() as c:
                 c.execute(st.runs.update().where(st.runs.c.claimed_by == self.me)
@@ -154,6 +161,7 @@ class Claims:
                      "arm": t.arm, "replicate": t.replicate, "seed": t.seed_label(self.seeds[i]),
                      "status": "running", "claimed_by": self.me, "lease_until": until} for i, t in new])
         self.mine.update(mine)
+        self._open.update(mine)
         return mine, others
 
     def wait(self, others: list, panel: bool) -> Iterator[list]:

@@ -286,14 +286,17 @@ class Store:
             with self._run_writer.begin() as c:
                 found = self._run_rows(c, [{"key": k, "scenario_id": s, "batch_id": b, "arm": r.arm,
                                             "replicate": r.replicate, "seed": r.seed} for k, s, b, r in items])
-                saved, todo = [], []
+                saved, todo, before = [], [], []
                 for key, _, batch_id, rec in items:
                     row = found[key]
                     if row.status == "done":  # stored before: at most its weekly panel is missing
                         saved.append(panel and self._add_panel(c, row.id, rec))
+                        before.append(row.id)
                     else:
                         saved.append(True)
                         todo.append((row.id, batch_id, rec))
+                if before:  # storing a run clears its claim, as marking it done does
+                    store_write.unclaim(c, before)
                 if todo:
                     store_write.write_records(c, [run_id for run_id, _, _ in todo], [rec for *_, rec in todo], panel)
                     version, model, packages, host = (provenance.code_version(), provenance.model_hash(),

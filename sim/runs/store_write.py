@@ -68,13 +68,23 @@ def run_rows(c: sa.Connection, keys: list[str]) -> dict[str, RunRow]:
     return found
 
 
-def clear_runs(c: sa.Connection, run_ids: list[int]) -> None:
-    """Remove every record row of these runs."""
+def _for_ids(c: sa.Connection, statements: list[str], run_ids: list[int]) -> None:
+    """Execute each statement (each ending in `IN`) over the run ids, KEYS_PER_STATEMENT at a time."""
     with contextlib.closing(c.connection.dbapi_connection.cursor()) as cur:
         for k in range(0, len(run_ids), KEYS_PER_STATEMENT):
             part = run_ids[k:k + KEYS_PER_STATEMENT]
-            for table in CHILD_TABLES:
-                cur.execute(f"DELETE FROM {table.name} WHERE run_id IN ({_marks(c, len(part))})", part)
+            for sql in statements:
+                cur.execute(f"{sql} ({_marks(c, len(part))})", part)
+
+
+def clear_runs(c: sa.Connection, run_ids: list[int]) -> None:
+    """Remove every record row of these runs."""
+    _for_ids(c, [f"DELETE FROM {table.name} WHERE run_id IN" for table in CHILD_TABLES], run_ids)
+
+
+def unclaim(c: sa.Connection, run_ids: list[int]) -> None:
+    """Clear the claims on these runs."""
+    _for_ids(c, [f"UPDATE {runs.name} SET claimed_by = NULL, lease_until = NULL WHERE id IN"], run_ids)
 
 
 def mark_done(c: sa.Connection, rows: list[tuple]) -> None:
