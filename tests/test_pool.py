@@ -310,3 +310,42 @@ def test_what_the_caller_does_meanwhile_runs_once_a_worker_has_begun_and_before_
                                                                 lambda: seen.append(len(_COMPUTED)))
            for _, fut in finished]
     assert seen[2:] == [0] and got == [os.getpid()] * 3
+
+
+def test_items_the_caller_rejects_meanwhile_are_not_computed_or_not_yielded(monkeypatch):
+    monkeypatch.setattr(executors, "HANDOVER_SECONDS", 60.0)
+    with executors.executor("processes", 2) as pool:
+        assert executors.ready(pool, timeout=120)
+        got = [k for finished in executors.as_finished(pool, _pid, range(10), lambda: lambda n: n % 2 == 0)
+               for k, fut in finished if fut.result()]
+        assert sorted(got) == [0, 2, 4, 6, 8]
+        # all rejected, this process's own first item too: nothing is yielded
+        assert list(executors.as_finished(pool, _pid, range(4), lambda: lambda k: False)) == []
+    _COMPUTED.clear()
+    got = [k for finished in executors.as_finished(executors._Serial(), _noted, range(5), lambda: lambda n: n > 2)
+           for k, _ in finished]
+    assert got == [3, 4] and _COMPUTED == [3, 4]
+
+
+def _logged_slowly(item: tuple[str, int]) -> int:
+    path, k = item
+    with open(path, "a") as f:
+        f.write(f"{k}\n")
+    time.sleep(0.2)
+    return k
+
+
+def test_items_dropped_after_a_worker_was_handed_them_are_skipped_unless_begun(tmp_path, monkeypatch):
+    # the pool's queue hands a worker its next items ahead, and their futures can no longer be cancelled: a
+    # batch that lost its runs to another process would compute them all for nothing
+    monkeypatch.setattr(executors, "HANDOVER_SECONDS", 60.0)
+    log = tmp_path / "computed"
+    log.touch()
+    items = [(str(log), k) for k in range(8)]
+    with executors.executor("processes", 2) as pool:
+        assert executors.ready(pool, timeout=120)
+        assert list(executors.as_finished(pool, _logged_slowly, items, lambda: lambda item: False)) == []
+        got = [fut.result() for finished in executors.as_finished(pool, _logged_slowly, items[:3])
+               for _, fut in finished]  # the pool goes on as before
+    assert log.read_text().split()[:1] == ["1"]  # the one a worker had begun, this process's own not at all
+    assert sorted(got) == [0, 1, 2] and len(log.read_text().split()) == 4

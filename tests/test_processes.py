@@ -173,48 +173,58 @@ def test_looking_sorts_runs_into_stored_held_elsewhere_and_free_and_claims_none(
     assert claims.owner() not in holders.values() and not c.mine
 
 
-def test_a_run_another_process_claims_after_the_batch_looked_is_left_to_it(tmp_path, monkeypatch):
-    """The workers begin the first stacks while the batch claims their runs: a run claimed elsewhere in between is
-    computed for nothing, never stored by this batch, and waited for until its holder has stored it."""
+def test_runs_another_process_claims_after_the_batch_looked_are_left_to_it(tmp_path, monkeypatch):
+    """The workers begin the first stacks while the batch claims their runs: of the runs claimed elsewhere in
+    between, those of a stack with none left to this batch are not computed, the others are computed with their
+    stack but not stored; all are waited for until their holder has stored them."""
     from sim.runs import batch, executors
 
     monkeypatch.setattr(claims, "POLL_SECONDS", 0.05)
     (tmp_path / "tiny.yaml").write_text(TINY)
     loaded = scenario.load(tmp_path / "tiny.yaml")
     db = store.Store(f"sqlite:///{tmp_path / 'c.db'}", create=True)
-    sid, bid = db.add_scenario(loaded), db.start_batch(db.add_scenario(loaded), 2)  # the other process's batch
-    first = runner.tasks(loaded, 2)[0]
-    theirs = store.run_key(loaded.sha256, first.arm, first.replicate, first.seed_label(loaded.scenario.seed))
-    looked, stored = claims.Claims.look, []
+    sid = db.add_scenario(loaded)
+    bid = db.start_batch(sid, 2)  # the other process's batch
+    tasks = runner.tasks(loaded, 2)  # in stacks of two, in this order
+    key = {t: store.run_key(loaded.sha256, t.arm, t.replicate, t.seed_label(loaded.scenario.seed)) for t in tasks}
+    theirs = tasks[:3]
+    looked, computing, stored = claims.Claims.look, batch.run_item, []
 
     def look(self, items):
         out = looked(self, items)
         until = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(seconds=60)
         with db.engine.begin() as con:
-            con.execute(store.runs.insert().values(key=theirs, scenario_id=sid, batch_id=bid, arm=first.arm,
-                                                   replicate=0, seed="7/0", status="running",
-                                                   claimed_by="elsewhere:1", lease_until=until))
-        threading.Timer(0.3, stores_it).start()
+            con.execute(store.runs.insert(), [
+                {"key": key[t], "scenario_id": sid, "batch_id": bid, "arm": t.arm, "replicate": t.replicate,
+                 "seed": t.seed_label(7), "status": "running", "claimed_by": "elsewhere:1", "lease_until": until}
+                for t in theirs])
+        threading.Timer(0.3, stores_them).start()
         return out
 
-    def stores_it():
+    def stores_them():
         with db.engine.begin() as con:
-            con.execute(store.runs.update().where(store.runs.c.key == theirs).values(
+            con.execute(store.runs.update().where(store.runs.c.key.in_([key[t] for t in theirs])).values(
                 status="done", claimed_by=None, lease_until=None))
 
-    saving = store.Store.save_runs
+    def run_item(item, panel):
+        computed.extend(t for _, t in item[1])
+        return computing(item, panel)
+
+    saving, computed = store.Store.save_runs, []
 
     def save_runs(self, items, panel=False):
-        stored.extend(key for key, *_ in items)
+        stored.extend(k for k, *_ in items)
         return saving(self, items, panel)
 
     monkeypatch.setattr(claims.Claims, "look", look)
+    monkeypatch.setattr(batch, "run_item", run_item)
     monkeypatch.setattr(store.Store, "save_runs", save_runs)
     out = batch.run_batch(loaded, db, executors._Serial(), 2)
-    assert theirs not in stored and len(stored) == 3
-    assert (out.total, out.skipped, out.failed) == (4, 1, 0)
+    assert computed == tasks[2:]  # the first stack went elsewhere whole; the second is computed whole
+    assert stored == [key[tasks[3]]]
+    assert (out.total, out.skipped, out.failed) == (4, 3, 0)
     with db.engine.connect() as con:
-        rows = con.execute(sa.select(store.runs.c.key, store.runs.c.status, store.runs.c.claimed_by)).all()
+        rows = con.execute(sa.select(store.runs.c.status, store.runs.c.claimed_by)).all()
     assert sorted(r.status for r in rows) == ["done"] * 4 and not any(r.claimed_by for r in rows)
 
 
@@ -224,15 +234,25 @@ def _claimed(db: store.Store) -> list:
 
 
 def test_a_batch_leaves_no_claim_behind(tmp_path, monkeypatch):
-    """Whether its runs are stored, stored again to add their weekly panel, or not stored because storing failed,
-    a batch ends holding no claim (a claim stored runs cleared is not looked for again)."""
+    """Whether its runs are stored, stored again to add their weekly panel, failed (when run again for it), or not
+    stored because storing failed, a batch ends holding no claim (a claim storing cleared is not looked for
+    again)."""
     from sim.runs import batch, executors
 
     (tmp_path / "tiny.yaml").write_text(TINY)
     loaded = scenario.load(tmp_path / "tiny.yaml")
     db = store.Store(f"sqlite:///{tmp_path / 'c.db'}", create=True)
     assert batch.run_batch(loaded, db, executors._Serial(), 2).total == 4 and _claimed(db) == []
-    assert batch.run_batch(loaded, db, executors._Serial(), 2, panel=True).skipped == 0  # each run again
+    computing = batch.run_item
+
+    def fails(item, panel):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(batch, "run_item", fails)  # each run again for its panel, and each fails
+    assert batch.run_batch(loaded, db, executors._Serial(), 2, panel=True).failed == 4
+    assert _claimed(db) == []
+    monkeypatch.setattr(batch, "run_item", computing)
+    assert batch.run_batch(loaded, db, executors._Serial(), 2, panel=True).skipped == 0
     assert _claimed(db) == []
     saving, calls = store.Store.save_runs, []
 

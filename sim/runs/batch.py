@@ -100,7 +100,7 @@ def run_batches(loaded: list[LoadedScenario], db: store.Store, executor: Executo
                                           "participants-weekly" if panel else "")
 
     failed, store_seconds = [0] * len(loaded), [0.0] * len(loaded)
-    progress = Progress(label or loaded[0].scenario.name, len(pending))
+    progress = Progress(label or loaded[0].scenario.name, len(pending) + len(busy))
     # pending runs go out in stacks (a sweep's points together when they share their structure), each
     # advanced together by one worker; runs another process is computing are left to it (sim.runs.claims),
     # then waited for

@@ -3,11 +3,11 @@
 A batch looks at its runs first (`look`: stored, held by another live process, or free), then claims the free
 ones while its workers begin the first of them: each run's row gets `claimed_by` (host:pid) and `lease_until`,
 in one transaction (SQLite's BEGIN IMMEDIATE, or row locks on PostgreSQL). Runs another live process holds are
-left to it (one claimed in between is computed for nothing and not stored); once this batch's own runs are done
-it waits for those, and computes any whose holder died. A claim is fresh while its lease runs (renewed every
-RENEW_SECONDS by a thread) and, on the same host, while its process is alive, so a batch killed with kill -9
-blocks nothing: the next run of the command takes its runs over at once (from another host: once the lease of
-LEASE_SECONDS ends).
+left to it (those it claimed in between are not computed, or not stored if a worker had begun them); once this
+batch's own runs are done it waits for those, and computes any whose holder died. A claim is fresh while its
+lease runs (renewed every RENEW_SECONDS by a thread) and, on the same host, while its process is alive, so a
+batch killed with kill -9 blocks nothing: the next run of the command takes its runs over at once (from another
+host: once the lease of LEASE_SECONDS ends). Storing a run clears its claim.
 """
 
 from __future__ import annotations
@@ -188,19 +188,21 @@ class Claims:
 
     def as_finished(self, executor: Executor, fn: Callable, pending: list, items_of: Callable[[list], list],
                     panel: bool, busy: list = (), before: Callable[[], object] | None = None) -> Iterator:
-        """executors.as_finished over the work items (`items_of` a list of pending runs) of the runs this process
-        could claim, then of those left to it by other processes, waiting for the rest to be stored by them.
+        """executors.as_finished over the work items (`items_of` a list of pending runs; each item a pair whose
+        second element is its runs) of the runs this process could claim, then of those left to it by other
+        processes, waiting for the rest to be stored by them.
 
         Runs `busy` (another process held them when the batch looked, `look`) are only waited for. The others are
-        claimed while the workers begin the first items, after `before()` (the batch writing its rows): a run
-        claimed or stored elsewhere in between is computed for nothing, not stored (the caller stores only the
-        runs in `mine`) and waited for."""
+        claimed while the workers begin the first items, after `before()` (the batch writing its rows); items with
+        no run left to this process are then dropped, and one a worker had begun is computed for nothing. Items
+        some of whose runs went elsewhere are computed whole: the caller stores only the runs in `mine`."""
         others: list = []
 
-        def claim() -> None:
+        def claim() -> Callable[[tuple], bool] | None:
             if before is not None:
                 before()
             others.extend(self.take(pending)[1])
+            return (lambda item: not self.mine.isdisjoint(item[1])) if others else None
 
         yield from executors.as_finished(executor, fn, items_of(pending), meanwhile=claim)
         for left in self.wait(others + list(busy), panel):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 import sys
 import threading
 import time
+import weakref
 from collections import deque
 from concurrent.futures import (
     FIRST_COMPLETED,
@@ -27,6 +29,7 @@ T = TypeVar("T")
 RESULT_PIPE_BYTES = 1 << 20  # a local pool's result pipe: a stack's records fit whole when they cannot go by file
 SWITCH_SECONDS = 0.001  # the interpreter's switch interval while this process computes beside its workers
 HANDOVER_SECONDS = 0.005  # how long this process waits, at most, for a worker to begin the first items it was sent
+DROP_SLOTS = 4096  # a pool's flags of items no longer wanted: a slot is reused after this many items
 
 
 class _Serial(Executor):
@@ -64,9 +67,13 @@ class _Pool(ProcessPoolExecutor):
             self.spill = None
         self.ready_count = context.Value("i", 0)  # workers past their warm-up
         self.began = context.Event()  # set by a worker as it begins a work item (workers.begin)
+        # an item's flag, set when it is dropped: one the pool's queue has already handed to a worker (so its
+        # future can no longer be cancelled) is then skipped by the worker (workers.begin)
+        self.dropped = context.Array("b", DROP_SLOTS, lock=False)
+        self._slots = itertools.count()
         try:
             super().__init__(max_workers=jobs - 1, mp_context=context, initializer=workers.start,
-                             initargs=(self.ready_count, warm_up, os.getpid(), self.began))
+                             initargs=(self.ready_count, warm_up, os.getpid(), self.began, self.dropped))
         except BaseException:
             if self.spill is not None:
                 spill.remove(self.spill)
@@ -148,28 +155,33 @@ def workers_of(pool: Executor) -> int:
 
 
 def as_finished(pool: Executor, fn: Callable[[T], object], items: Iterable[T],
-                meanwhile: Callable[[], object] | None = None) -> Iterator[list[tuple[T, Future]]]:
-    """Yield, each time runs have finished, those (item, future of fn(item)) that finished since the last time;
-    `meanwhile()` is called once, as soon as the workers have their first items and before this process
-    computes any, so that what it does there (a batch writing its rows and claims) costs the workers nothing.
+                meanwhile: Callable[[], Callable[[T], bool] | None] | None = None) -> Iterator[list[tuple[T, Future]]]:
+    """Yield, each time runs have finished, those (item, future of fn(item)) that finished since the last time.
+
+    `meanwhile()` is called once, as soon as the workers have their first items and before this process computes
+    any, so that what it does there (a batch writing its rows and claiming its runs) costs the workers nothing; if
+    it returns a function, the items that function rejects are dropped: not computed, or, if a worker has begun
+    one already, its result thrown away, never yielded.
 
     In-process, items run one at a time as they are asked for, so the caller stores each run before the
     next starts (a batch killed midway keeps what it finished); pools get every item at once, and a local
     pool's own process computes those its workers have not started (`_shared`).
     """
     if isinstance(pool, _Serial):
-        if meanwhile is not None:
-            meanwhile()
+        keep = meanwhile() if meanwhile is not None else None
         for item in items:
-            yield [(item, pool.submit(fn, item))]
+            if keep is None or keep(item):
+                yield [(item, pool.submit(fn, item))]
         return
     if isinstance(pool, _Pool):
         yield from _shared(pool, fn, list(items), meanwhile)
         return
     futures = {pool.submit(fn, item): item for item in items}
     try:
-        if meanwhile is not None:
-            meanwhile()
+        keep = meanwhile() if meanwhile is not None else None
+        for fut in [f for f, item in futures.items() if keep is not None and not keep(item)]:
+            del futures[fut]
+            fut.cancel()
         while futures:
             wait(futures, return_when=FIRST_COMPLETED)
             # dropped here, so a finished run's records are freed once stored
@@ -180,7 +192,7 @@ def as_finished(pool: Executor, fn: Callable[[T], object], items: Iterable[T],
 
 
 def _shared(pool: _Pool, fn: Callable[[T], object], items: list[T],
-            meanwhile: Callable[[], object] | None = None) -> Iterator[list[tuple[T, Future]]]:
+            meanwhile: Callable[[], Callable[[T], bool] | None] | None = None) -> Iterator[list[tuple[T, Future]]]:
     """as_finished on a local pool: this process computes items in order until the workers are ready (warmed up),
     then sends them all that is left after the one it computes next and waits until a worker has begun one (at most
     HANDOVER_SECONDS); each time the caller asks for more, it takes back the first item no worker has started,
@@ -191,6 +203,7 @@ def _shared(pool: _Pool, fn: Callable[[T], object], items: list[T],
     # pool's queue hands a worker up to three at once, and those would wait for its start (0.2 s to 2 s)
     # while this process had nothing left to do.
     unsent, order, futures = deque(items), deque(), {}
+    slot: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # a sent item's flag in pool.dropped, by future
     # run records come back by file, read by this thread when it yields them (sim.runs.spill)
     sent = partial(workers.begin, fn if pool.spill is None else partial(spill.spilled, fn, pool.spill))
     with _sharing():
@@ -203,8 +216,10 @@ def _shared(pool: _Pool, fn: Callable[[T], object], items: list[T],
                     pool.began.clear()
                     try:
                         while unsent:
-                            fut = pool.submit(sent, unsent[0])
-                            futures[fut] = unsent.popleft()
+                            k = next(pool._slots) % DROP_SLOTS
+                            pool.dropped[k] = 0
+                            fut = pool.submit(sent, k, unsent[0])
+                            futures[fut], slot[fut] = unsent.popleft(), k
                             order.append((fut, futures[fut]))
                     except BrokenProcessPool:  # a worker died: what is not sent is computed here
                         pass
@@ -213,22 +228,33 @@ def _shared(pool: _Pool, fn: Callable[[T], object], items: list[T],
                     # 1-10 ms later
                     pool.began.wait(HANDOVER_SECONDS)
                 if meanwhile is not None:
-                    meanwhile()
-                    meanwhile = None
+                    keep, meanwhile = meanwhile(), None
+                    if keep is not None:
+                        mine = mine if mine is not None and keep(mine) else None
+                        unsent = deque(item for item in unsent if keep(item))
+                        for fut in [f for f, item in futures.items() if not keep(item)]:
+                            del futures[fut]
+                            pool.dropped[slot[fut]] = 1  # a worker handed it skips it
+                            if not fut.cancel():  # handed to a worker: its result (if begun) is thrown away
+                                fut.add_done_callback(_discard)
+                        order = deque((fut, item) for fut, item in order if fut in futures)
                 while mine is None and order:  # workers take items in order: those before are theirs
                     fut, item = order.popleft()
                     if fut.cancel():
                         del futures[fut]
                         mine = item
-                if mine is None:
+                if mine is None and futures:
                     wait(futures, return_when=FIRST_COMPLETED)
                 finished = [] if mine is None else [(mine, _Serial().submit(fn, mine))]
-                # dropped here, so a finished run's records are freed once stored
-                yield finished + [(futures.pop(f), _landed(f)) for f in [f for f in futures if f.done()]]
+                finished += [(futures.pop(f), _landed(f)) for f in [f for f in futures if f.done()]]
+                if finished:
+                    yield finished
+                del finished  # so a finished run's records are freed once stored
             if meanwhile is not None:  # no items at all
                 meanwhile()
         finally:  # the caller stopped early (an error while storing): runs not yet started are not started,
             for fut in futures:  # and the files of those a worker had taken are removed once they finish
+                pool.dropped[slot[fut]] = 1
                 if not fut.cancel():
                     fut.add_done_callback(_discard)
 

@@ -335,4 +335,6 @@ class Store:
                 c.execute(runs.update().where(runs.c.id == row.id).values(status="failed", error=error,
                                                                            finished_at=_now(), claimed_by=None,
                                                                            lease_until=None))
+            else:  # stored before (run again for its weekly panel): only its claim goes
+                store_write.unclaim(c, [row.id])
 

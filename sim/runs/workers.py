@@ -33,15 +33,19 @@ WARM_UP = {"name": "warm_up", "seed": 0, "weeks": 1, "follow_up_weeks": 1, "popu
                                                   "support": {"kind": "class", "level": 0.5}}}}
 warm = False  # whether this process's warm-up ran through
 _began = None  # the pool's event this worker sets as it begins a work item (`begin`)
+_dropped = None  # the pool's flags of work items no longer wanted, by slot (`begin`)
+DROPPED = "dropped"  # what `begin` returns for an item no longer wanted
 
 
-def start(ready_count=None, spec: dict | None = WARM_UP, owner: int | None = None, began=None) -> None:
+def start(ready_count=None, spec: dict | None = WARM_UP, owner: int | None = None, began=None,
+          dropped=None) -> None:
     """Process-pool initializer: die with `owner` (the process that made the pool; the parent if None), warm
     up on the scenario `spec` (none if None), then count this worker in `ready_count` (a shared integer);
-    `began` is an event this worker sets each time it begins a work item sent through `begin`."""
-    global warm, _began
+    `began` is an event this worker sets each time it begins a work item sent through `begin`, `dropped` the
+    shared flags (bytes) that tell it which items are no longer wanted."""
+    global warm, _began, _dropped
     warm = False  # this worker's own warm-up, not one its parent ran before forking it
-    _began = began
+    _began, _dropped = began, dropped
     die_with(owner)
     if spec is not None:
         warm_up(spec)
@@ -50,8 +54,11 @@ def start(ready_count=None, spec: dict | None = WARM_UP, owner: int | None = Non
             ready_count.value += 1
 
 
-def begin(fn, item):
-    """A worker's work item: tell the pool's process that this worker has begun it, then fn(item)."""
+def begin(fn, slot: int, item):
+    """A worker's work item: unless the pool's flag at `slot` says it is no longer wanted (then DROPPED), tell
+    the pool's process that this worker has begun it, then fn(item)."""
+    if _dropped is not None and _dropped[slot]:
+        return DROPPED
     if _began is not None:
         _began.set()
     return fn(item)
