@@ -87,17 +87,17 @@ def run_batches(loaded: list[LoadedScenario], db: store.Store, executor: Executo
     start = time.perf_counter()
     keys = {(i, t): store.run_key(ls.sha256, t.arm, t.replicate, t.seed_label(ls.scenario.seed))
             for i, ls in enumerate(loaded) for t in runner.tasks(ls, replicates)}
-    held = claims.Claims(db, keys, [], [], [ls.scenario.seed for ls in loaded], panel)
+    held = claims.Claims(db, keys, [], [], [ls.scenario.seed for ls in loaded], panel)  # ids: begin()
     # with --record participants-weekly, runs stored without the panel run again to add it
     done, busy, pending = held.look(list(keys))
     totals = [(replicates * len(ls.scenario.arms), 0) for ls in loaded]
     for i, _ in done:
         totals[i] = (totals[i][0], totals[i][1] + 1)
 
-    def begin() -> None:  # written while the workers begin their first stacks (claims.Claims.as_finished)
-        held.scenario_ids = db.add_scenarios(loaded)
-        held.batch_ids = db.start_batches(held.scenario_ids, replicates, command, executor_name,
-                                          "participants-weekly" if panel else "")
+    def begin() -> tuple[list[int], list[int]]:  # written while the workers begin their first stacks
+        scenario_ids = db.add_scenarios(loaded)
+        return scenario_ids, db.start_batches(scenario_ids, replicates, command, executor_name,
+                                              "participants-weekly" if panel else "")
 
     failed, store_seconds = [0] * len(loaded), [0.0] * len(loaded)
     progress = Progress(label or loaded[0].scenario.name, len(pending) + len(busy))
@@ -138,8 +138,8 @@ def run_batches(loaded: list[LoadedScenario], db: store.Store, executor: Executo
                         held.settle([(i, t)])
                     counted.append((stack, True))
                     continue
-                ok += [(keys[(i, t)], scenario_ids[i], batch_ids[i], rec) for (i, t), rec in zip(whole, recs)
-                       if (i, t) in held.mine]
+                ok += [(keys[x], scenario_ids[x[0]], batch_ids[x[0]], rec) for x, rec in zip(whole, recs)
+                       if x in held.mine]
                 counted.append((stack, False))
             if ok:  # the stacks that finished together, in one transaction
                 db.save_runs(ok, panel=panel)

@@ -52,8 +52,8 @@ class Claims:
 
     def __init__(self, db: st.Store, keys: dict, scenario_ids: list[int], batch_ids: list[int], seeds: list[int],
                  panel: bool = False):
-        """`keys` maps (scenario index, Task) to run keys; ids and seeds are per scenario index (the ids may be
-        set later, before the first `take`); with `panel`, a run stored without the weekly panel is still to do."""
+        """`keys` maps (scenario index, Task) to run keys; ids and seeds are per scenario index (the ids may come
+        later, from `as_finished`'s `before`); with `panel`, a run stored without the weekly panel is still to do."""
         self.db, self.keys, self.me, self.panel = db, keys, owner(), panel
         self.scenario_ids, self.batch_ids, self.seeds = scenario_ids, batch_ids, seeds
         self.done_elsewhere = [0] * len(seeds)
@@ -187,20 +187,22 @@ class Claims:
                 time.sleep(POLL_SECONDS)
 
     def as_finished(self, executor: Executor, fn: Callable, pending: list, items_of: Callable[[list], list],
-                    panel: bool, busy: list = (), before: Callable[[], object] | None = None) -> Iterator:
+                    panel: bool, busy: list = (),
+                    before: Callable[[], tuple[list[int], list[int]]] | None = None) -> Iterator:
         """executors.as_finished over the work items (`items_of` a list of pending runs; each item a pair whose
         second element is its runs) of the runs this process could claim, then of those left to it by other
         processes, waiting for the rest to be stored by them.
 
         Runs `busy` (another process held them when the batch looked, `look`) are only waited for. The others are
-        claimed while the workers begin the first items, after `before()` (the batch writing its rows); items with
-        no run left to this process are then dropped, and one a worker had begun is computed for nothing. Items
-        some of whose runs went elsewhere are computed whole: the caller stores only the runs in `mine`."""
+        claimed while the workers begin the first items, after `before()` (the batch writing its rows; it returns
+        the scenario and batch ids); items with no run left to this process are then dropped, and one a worker
+        had begun is computed for nothing. Items some of whose runs went elsewhere are computed whole: the caller
+        stores only the runs in `mine`."""
         others: list = []
 
         def claim() -> Callable[[tuple], bool] | None:
             if before is not None:
-                before()
+                self.scenario_ids, self.batch_ids = before()
             others.extend(self.take(pending)[1])
             return (lambda item: not self.mine.isdisjoint(item[1])) if others else None
 
