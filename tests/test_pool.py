@@ -349,3 +349,25 @@ def test_items_dropped_after_a_worker_was_handed_them_are_skipped_unless_begun(t
                for _, fut in finished]  # the pool goes on as before
     assert log.read_text().split()[:1] == ["1"]  # the one a worker had begun, this process's own not at all
     assert sorted(got) == [0, 1, 2] and len(log.read_text().split()) == 4
+
+
+def _slow_on_a_worker(item: tuple[int, int]) -> int:
+    owner, _ = item
+    time.sleep(0.5 if os.getpid() != owner else 0.01)
+    return os.getpid()
+
+
+def test_this_process_holds_its_own_results_while_it_has_items_left_to_take_and_no_longer():
+    # a batch stores what it is yielded in one transaction: this process's own single runs, yielded alone, were a
+    # transaction each; they now wait for the workers' next results, or until nothing is left to take
+    with executors.executor("processes", 2) as pool:
+        assert executors.ready(pool, timeout=120)
+        t0, rounds = time.monotonic(), []
+        for finished in executors.as_finished(pool, _slow_on_a_worker, [(os.getpid(), k) for k in range(8)]):
+            rounds.append((time.monotonic() - t0, [(k, fut.result()) for (_, k), fut in finished]))
+    assert sorted(k for _, finished in rounds for k, _ in finished) == list(range(8))
+    mine = [k for _, finished in rounds for k, pid in finished if pid == os.getpid()]
+    assert len(mine) >= 3  # the worker's first item (0.5 s) took long enough for this process to compute several
+    first_at, first = rounds[0]
+    assert sorted(k for k, _ in first) == sorted(mine)  # all in one round...
+    assert first_at < 0.45  # ...as soon as none was left to take, not held for the worker's first result

@@ -196,13 +196,14 @@ def _shared(pool: _Pool, fn: Callable[[T], object], items: list[T],
     """as_finished on a local pool: this process computes items in order until the workers are ready (warmed up),
     then sends them all that is left after the one it computes next and waits until a worker has begun one (at most
     HANDOVER_SECONDS); each time the caller asks for more, it takes back the first item no worker has started,
-    computes it, and yields it with what the workers finished meanwhile; when none is left to take, it waits for
-    the workers. If the pool breaks before the items are sent, this process computes them all."""
+    computes it, and yields it with what the workers finished meanwhile (if they finished nothing and another item
+    is left to take, it keeps it for the next yield); when none is left to take, it waits for the workers. If the
+    pool breaks before the items are sent, this process computes them all."""
     # A future that no worker has taken can be cancelled, so this process and the workers take items from one
     # queue, in order, and neither waits for the other. Items are not sent before the workers are ready: the
     # pool's queue hands a worker up to three at once, and those would wait for its start (0.2 s to 2 s)
     # while this process had nothing left to do.
-    unsent, order, futures = deque(items), deque(), {}
+    unsent, order, futures, held = deque(items), deque(), {}, []
     slot: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # a sent item's flag in pool.dropped, by future
     # run records come back by file, read by this thread when it yields them (sim.runs.spill)
     sent = partial(workers.begin, fn if pool.spill is None else partial(spill.spilled, fn, pool.spill))
@@ -245,11 +246,19 @@ def _shared(pool: _Pool, fn: Callable[[T], object], items: list[T],
                         mine = item
                 if mine is None and futures:
                     wait(futures, return_when=FIRST_COMPLETED)
-                finished = [] if mine is None else [(mine, _Serial().submit(fn, mine))]
-                finished += [(futures.pop(f), _landed(f)) for f in [f for f in futures if f.done()]]
-                if finished:
-                    yield finished
-                del finished  # so a finished run's records are freed once stored
+                if mine is not None:
+                    held.append((mine, _Serial().submit(fn, mine)))
+                landed = [(futures.pop(f), _landed(f)) for f in [f for f in futures if f.done()]]
+                # this process's own runs wait for the workers' next ones while it has items left to take, so the
+                # caller stores more at a time (a batch: fewer transactions); once none is left, they go at once
+                if landed or not futures or not any(not f.running() and not f.done() for f, _ in order):
+                    finished, held = held + landed, []
+                    if finished:
+                        yield finished
+                    del finished  # so a finished run's records are freed once stored
+                del landed
+            if held:
+                yield held
             if meanwhile is not None:  # no items at all
                 meanwhile()
         finally:  # the caller stopped early (an error while storing): runs not yet started are not started,
