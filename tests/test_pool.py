@@ -353,7 +353,7 @@ def test_items_dropped_after_a_worker_was_handed_them_are_skipped_unless_begun(t
 
 def _slow_on_a_worker(item: tuple[int, int]) -> int:
     owner, _ = item
-    time.sleep(0.5 if os.getpid() != owner else 0.01)
+    time.sleep(1.0 if os.getpid() != owner else 0.01)
     return os.getpid()
 
 
@@ -367,7 +367,7 @@ def test_this_process_holds_its_own_results_while_it_has_items_left_to_take_and_
             rounds.append((time.monotonic() - t0, [(k, fut.result()) for (_, k), fut in finished]))
     assert sorted(k for _, finished in rounds for k, _ in finished) == list(range(8))
     mine = [k for _, finished in rounds for k, pid in finished if pid == os.getpid()]
-    assert len(mine) >= 3  # the worker's first item (0.5 s) took long enough for this process to compute several
+    assert len(mine) >= 3  # the worker's first item (1 s) took long enough for this process to compute several
     first_at, first = rounds[0]
     assert sorted(k for k, _ in first) == sorted(mine)  # all in one round...
-    assert first_at < 0.45  # ...as soon as none was left to take, not held for the worker's first result
+    assert first_at < 0.9  # ...as soon as none was left to take, not held for the worker's first result

@@ -197,8 +197,9 @@ def _shared(pool: _Pool, fn: Callable[[T], object], items: list[T],
     then sends them all that is left after the one it computes next and waits until a worker has begun one (at most
     HANDOVER_SECONDS); each time the caller asks for more, it takes back the first item no worker has started,
     computes it, and yields it with what the workers finished meanwhile (if they finished nothing and another item
-    is left to take, it keeps it for the next yield); when none is left to take, it waits for the workers. If the
-    pool breaks before the items are sent, this process computes them all."""
+    is left to take, it keeps it for the next yield); when none is left to take, it waits for the workers. Before
+    the workers are ready, or if the pool breaks before the items are sent, this process computes them, yielding
+    each as it finishes."""
     # A future that no worker has taken can be cancelled, so this process and the workers take items from one
     # queue, in order, and neither waits for the other. Items are not sent before the workers are ready: the
     # pool's queue hands a worker up to three at once, and those would wait for its start (0.2 s to 2 s)
@@ -251,6 +252,7 @@ def _shared(pool: _Pool, fn: Callable[[T], object], items: list[T],
                 landed = [(futures.pop(f), _landed(f)) for f in [f for f in futures if f.done()]]
                 # this process's own runs wait for the workers' next ones while it has items left to take, so the
                 # caller stores more at a time (a batch: fewer transactions); once none is left, they go at once
+                # (rarely, a worker takes the last one between this look and the take-back: then with its result)
                 if landed or not futures or not any(not f.running() and not f.done() for f, _ in order):
                     finished, held = held + landed, []
                     if finished:
