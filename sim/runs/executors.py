@@ -249,18 +249,16 @@ def _shared(pool: _Pool, fn: Callable[[T], object], items: list[T],
                     wait(futures, return_when=FIRST_COMPLETED)
                 if mine is not None:
                     held.append((mine, _Serial().submit(fn, mine)))
-                landed = [(futures.pop(f), _landed(f)) for f in [f for f in futures if f.done()]]
+                landed = [f for f in futures if f.done()]
+                held += [(futures.pop(f), _landed(f)) for f in landed]
                 # this process's own runs wait for the workers' next ones while it has items left to take, so the
                 # caller stores more at a time (a batch: fewer transactions); once none is left, they go at once
-                # (rarely, a worker takes the last one between this look and the take-back: then with its result)
+                # (rarely, a worker takes the last one between this look and the take-back: then with its result).
+                # With no future left this yields, so nothing is held when the loop ends.
                 if landed or not futures or not any(not f.running() and not f.done() for f, _ in order):
-                    finished, held = held + landed, []
-                    if finished:
-                        yield finished
-                    del finished  # so a finished run's records are freed once stored
-                del landed
-            if held:
-                yield held
+                    if held:
+                        yield held
+                    held = []  # so a finished run's records are freed once stored
             if meanwhile is not None:  # no items at all
                 meanwhile()
         finally:  # the caller stopped early (an error while storing): runs not yet started are not started,
